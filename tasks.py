@@ -1,0 +1,116 @@
+"""edgerepro tasks: `invoke build run report` (and `invoke --help TASK` for each)."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+from invoke import task
+from invoke.exceptions import Exit
+
+ROOT = Path(__file__).resolve().parent
+# Overridable so tests and shared machines can keep runs elsewhere.
+RESULTS = Path(os.environ.get("EDGEREPRO_RESULTS", ROOT / "results"))
+REPORTS = Path(os.environ.get("EDGEREPRO_REPORTS", ROOT / "reports"))
+
+
+def user_errors(body):
+    """One line and a non-zero exit for problems the user can fix; no traceback."""
+
+    @functools.wraps(body)
+    def wrapper(*args, **kwargs):
+        from toolkit.device.errors import UserError
+
+        try:
+            return body(*args, **kwargs)
+        except UserError as error:
+            raise Exit(f"error: {error}", code=2) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted: finished cells are saved; run the same command again to "
+                       "resume", code=130) from None
+        except OSError as error:
+            if error.errno == 28:  # ENOSPC
+                raise Exit(f"error: disk full ({error.filename}); free space and re-run to "
+                           "resume", code=2) from None
+            raise
+
+    return wrapper
+
+
+@task(help={"platform": "target platform (container images arrive with the images issue)"})
+@user_errors
+def build(c, platform="host"):
+    """Build what `run` needs. Until container images exist: check the host frameworks."""
+    from rich.console import Console
+
+    from toolkit.environment import package_versions
+
+    console = Console(stderr=True)
+    versions = package_versions()
+    needed = ("onnxruntime-training-cpu", "onnx", "torch")
+    missing = [name for name in needed if name not in versions]
+    if missing:
+        raise Exit(f"error: host frameworks missing: {', '.join(missing)}; install them with "
+                   "pip install -e '.[all]'", code=2)
+    console.print("host runner ready: " + ", ".join(f"{n} {versions[n]}" for n in needed)
+                  + " (container images: not built yet)")
+
+
+@task(help={
+    "experiment": "experiments to run, comma-separated names or a path to a .toml spec "
+                  "(default: every experiment)",
+    "profile": "smoke (minutes on a laptop CPU), quick, or paper (the published protocol)",
+    "model": "restrict the grid to these models, comma-separated (e.g. vgg11)",
+    "batch": "restrict the grid to these batch sizes, comma-separated",
+    "runner": "auto, host or docker (auto: docker when an engine answers, else host)",
+    "run_id": "resume or create this run id (default: resume the last unfinished run of the "
+              "same selection, else start a new one)",
+    "new": "start a new run even if an unfinished one of the same selection exists",
+    "force": "re-measure cells that are already finished in this run",
+})
+@user_errors
+def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
+        new=False, force=False):
+    """Measure every cell of the chosen experiments, each in a fresh process; resumes."""
+    from rich.console import Console
+
+    from toolkit import pipeline
+
+    console = Console(stderr=True)
+    store, summary = pipeline.run(
+        pipeline.parse_list(experiment), profile, pipeline.grid_overrides(model, batch),
+        runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,
+        console=console)
+    console.print(f"run {store.run_id}: {summary.line()}")
+
+
+@task(help={"run_id": "the run to render (default: the latest)"})
+@user_errors
+def report(c, run_id=""):
+    """Render reports/<run-id>/report.md and report.html from a run's results."""
+    from toolkit import pipeline
+
+    paths = pipeline.report(run_id or None, RESULTS, REPORTS)
+    print(f"report: {paths['md']}\nreport: {paths['html']}")
+
+
+@task(help={"all": "also the slow and Docker-backed tests (what CI runs)",
+            "k": "only tests matching this pytest -k expression"})
+def test(c, all=False, k=""):
+    """Run the tests (fast ones by default)."""
+    args = [sys.executable, "-m", "pytest"]
+    if all:
+        args += ["-m", ""]
+    if k:
+        args += ["-k", k]
+    c.run(" ".join(f"'{a}'" if a == "" or " " in a else a for a in args), pty=False)
+
+
+@task(help={"name": "only this benchmark (default: all)"})
+@user_errors
+def bench(c, name=""):
+    """Run the benchmarks and write their figures to results/bench/."""
+    from toolkit import bench as benches
+
+    benches.run_all(name or None, RESULTS / "bench")

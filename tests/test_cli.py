@@ -1,0 +1,79 @@
+"""The invoke tasks as a user runs them: bad input, a full run, Ctrl-C and resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import DATA, ROOT, TINY_SPEC
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["run", "--profile", "fast"], "unknown profile 'fast'; valid: smoke, quick, paper"),
+    (["run", "--experiment", "nope"], "unknown experiment 'nope'; valid: scaling-inference"),
+    (["run", "--model", "vgg12"], "unknown model 'vgg12'; valid: mobilenetv2,"),
+    (["run", "--batch=-1"], "grid.batch.0: Input should be greater than or equal to 1 (got -1)"),
+    (["run", "--batch", "two"], "--batch takes whole numbers separated by commas, got 'two'"),
+    (["run", "--experiment", str(DATA / "malformed.toml")], "malformed.toml: malformed TOML"),
+    (["run", "--runner", "ssh"], "unknown runner 'ssh'; valid: auto, host, docker"),
+    (["report", "--run-id", "missing"], "no run 'missing' in"),
+])
+def test_bad_input_gives_one_line_and_exit_2(invoke_cmd, tmp_path, args, expected):
+    done = invoke_cmd(*args, results=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_every_task_explains_itself(invoke_cmd):
+    for name in ("build", "run", "report", "test", "bench"):
+        done = invoke_cmd("--help", name)
+        assert done.returncode == 0 and "Docstring:" in done.stdout, name
+
+
+@pytest.mark.slow
+def test_run_measures_every_cell_then_a_rerun_measures_none(invoke_cmd, tmp_path):
+    first = invoke_cmd("run", "--experiment", str(TINY_SPEC), results=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("[ok]") == 4, first.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name != "cache"]
+    cells = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    assert len(cells) == 4 and all(c["status"] == "ok" for c in cells)
+    for cell in cells:
+        values = {m: v for m, v, _ in cell["records"]}
+        assert values["latency_p50"] > 0 and values["latency_n"] >= 20
+        assert values["rss_peak_kernel"] >= values["rss_peak"] > values["rss_baseline"] > 0
+    # A complete run is not resumed: a re-run starts a new one unless given the run id.
+    again = invoke_cmd("run", "--experiment", str(TINY_SPEC), "--run-id", run_dir.name,
+                       results=tmp_path)
+    assert again.returncode == 0 and "[ok]" not in again.stderr
+    assert "4 already done" in again.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_cells_and_the_rerun_measures_only_the_rest(tmp_path):
+    env = dict(os.environ, EDGEREPRO_RESULTS=str(tmp_path))
+    command = [sys.executable, "-m", "invoke", "run", "--experiment", str(TINY_SPEC)]
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("*/cells/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr
+    assert "interrupted: finished cells are saved" in stderr and "Traceback" not in stderr
+    done_before = {p.name: p.read_bytes() for p in tmp_path.glob("*/cells/*.json")}
+    assert 1 <= len(done_before) < 4
+
+    resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(done_before)}/4 cells already done" in resumed.stderr
+    assert resumed.stderr.count("[ok]") == 4 - len(done_before)
+    after = {p.name: p.read_bytes() for p in tmp_path.glob("*/cells/*.json")}
+    assert len(after) == 4
+    assert all(after[name] == content for name, content in done_before.items())

@@ -1,0 +1,78 @@
+"""ONNX export: the pinned onnxruntime loads every zoo model and agrees with torch."""
+
+import os
+
+import numpy as np
+import pytest
+
+from toolkit.device import models
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from toolkit.device.models import export  # noqa: E402
+from toolkit.device.models.export import MAX_IR_VERSION, export_onnx  # noqa: E402
+
+
+def build_calibrated(*args, **kwargs):
+    """build_model, then BN running statistics from one seeded batch.
+
+    At init the running stats are mean 0 / var 1, so eval-mode activations shrink layer by layer
+    (VGG logits come out near 1e-6) and BN export bugs would hide below any tolerance.
+    """
+    net = models.build_model(*args, **kwargs)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: exactly this batch's statistics
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+    return net.eval()
+
+
+@pytest.fixture(autouse=True)
+def _calibrated_export(monkeypatch):
+    monkeypatch.setattr(export, "build_model", build_calibrated)
+
+
+def run_both(name, widths, path, batch=1, classes=10, seed=0):
+    info = export_onnx(name, widths, path, classes=classes, batch=batch, seed=seed)
+    net = build_calibrated(name, widths, classes=classes, seed=seed)
+    x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = net(x).numpy()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {"input": x.numpy()})
+    return info, session, expected, got
+
+
+@pytest.mark.parametrize("ratio", (0.25, 1.0))
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_onnxruntime_matches_torch(name, ratio, tmp_path):
+    widths = models.scale_widths(name, ratio)
+    path = str(tmp_path / f"{name}.onnx")
+    info, session, expected, got = run_both(name, widths, path)
+    assert got.shape == expected.shape == (1, 10)
+    assert np.abs(expected).max() > 1e-2  # not a degenerate near-zero comparison
+    assert np.abs(got - expected).max() <= 1e-4
+    assert info == {
+        "opset": 17,
+        "ir_version": info["ir_version"],
+        "params": models.count_params(name, widths),
+        "onnx_bytes": os.path.getsize(path),
+    }
+    assert info["ir_version"] <= MAX_IR_VERSION
+
+
+def test_names_shapes_batch_and_classes(tmp_path):
+    path = str(tmp_path / "sub" / "m.onnx")  # missing parent directories are created
+    widths = models.scale_widths("preact_resnet18", 0.25)
+    info, session, expected, got = run_both("preact_resnet18", widths, path, batch=4,
+                                            classes=100, seed=3)
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, list(inp.shape)) == ("input", [4, 3, 32, 32])
+    assert (out.name, list(out.shape)) == ("logits", [4, 100])
+    assert np.abs(got - expected).max() <= 1e-4
+    assert info["params"] == models.count_params("preact_resnet18", widths, 100)

@@ -1,0 +1,41 @@
+"""The host runner against real child processes: results, crashes, timeouts, kernel memory."""
+from pathlib import Path
+
+from toolkit.runners.host import HostRunner
+
+
+def _selftest(tmp_path: Path, timeout: float = 60, **settings):
+    job = {"kind": "selftest", "coords": {"framework": "python"}, "settings": settings}
+    return HostRunner().run_job(job, tmp_path / "job", tmp_path / "job.log", timeout=timeout)
+
+
+def test_result_and_peak_rss_from_the_kernel(tmp_path):
+    small = _selftest(tmp_path, allocate_mib=0)
+    big = _selftest(tmp_path, allocate_mib=200)
+    assert small.result["status"] == "ok" and big.result["status"] == "ok"
+    # The launcher keeps the host's own size out of the child's ru_maxrss.
+    assert small.peak_rss_kernel < 100 * 2**20
+    assert big.peak_rss_kernel - small.peak_rss_kernel > 190 * 2**20
+
+
+def test_exception_is_a_failed_result_with_the_reason(tmp_path):
+    outcome = _selftest(tmp_path, **{"raise": "boom"})
+    assert outcome.result["status"] == "failed"
+    assert outcome.result["reason"] == "RuntimeError: boom"
+    assert "Traceback" in outcome.log_tail
+
+
+def test_crash_and_timeout_leave_no_result_and_say_why(tmp_path):
+    crashed = _selftest(tmp_path, crash=3)
+    assert crashed.result is None and crashed.exit_code == 3
+    assert crashed.failure_reason().startswith("exit code 3")
+    slow = _selftest(tmp_path, timeout=0.5, sleep_s=30)
+    assert slow.result is None and slow.timed_out and slow.wall_s < 10
+    assert slow.failure_reason() == f"timed out after {slow.wall_s:.0f} s"
+
+
+def test_unknown_framework_is_not_run(tmp_path):
+    job = {"kind": "inference", "coords": {"framework": "caffe"}, "settings": {}}
+    outcome = HostRunner().run_job(job, tmp_path / "j", tmp_path / "j.log", timeout=60)
+    assert outcome.result["status"] == "not run"
+    assert "no inference backend for framework 'caffe'" in outcome.result["reason"]

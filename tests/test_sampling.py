@@ -1,0 +1,50 @@
+from toolkit.device.measure.sampling import Protocol, sample, verdict
+from toolkit.device.measure.stats import summarize
+
+
+class FakeClock:
+    """Each step advances time by a fixed amount, so the protocol's bounds are exact."""
+
+    def __init__(self, step_seconds: float) -> None:
+        self.now = 0.0
+        self.step_seconds = step_seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self) -> None:
+        self.now += self.step_seconds
+
+
+def test_count_bound_dominates_when_steps_are_slow():
+    clock = FakeClock(0.1)
+    protocol = Protocol(warmup_count=3, warmup_seconds=0.0, min_count=20, min_seconds=0.5)
+    result = sample(clock.step, protocol, clock=clock)
+    assert result["warmup_count"] == 3
+    assert len(result["samples"]) == 20  # 20 samples take 2 s > min_seconds
+
+
+def test_duration_bound_dominates_when_steps_are_fast():
+    clock = FakeClock(0.01)
+    protocol = Protocol(warmup_count=1, warmup_seconds=0.5, min_count=5, min_seconds=1.0)
+    result = sample(clock.step, protocol, clock=clock)
+    assert result["warmup_count"] >= 50  # warm-up also waits for its duration
+    assert 100 <= len(result["samples"]) <= 101
+    assert all(abs(s - 0.01) < 1e-9 for s in result["samples"])
+
+
+def test_max_seconds_stops_and_verdict_flags_too_few_samples():
+    clock = FakeClock(1.0)
+    protocol = Protocol(warmup_count=0, warmup_seconds=0.0, min_count=100, min_seconds=0.0,
+                        max_seconds=10.0)
+    samples = sample(clock.step, protocol, clock=clock)["samples"]
+    assert len(samples) == 10
+    reason = verdict(summarize(samples), protocol, len(samples))
+    assert reason == "only 10 samples, protocol needs 100"
+
+
+def test_verdict_flags_high_cv_and_passes_steady_samples():
+    protocol = Protocol(min_count=4, max_cv=0.1)
+    noisy = [1.0, 1.0, 1.0, 5.0]
+    assert "CV" in verdict(summarize(noisy), protocol, 4)
+    assert verdict(summarize([1.0, 1.01, 0.99, 1.0]), protocol, 4) is None

@@ -1,0 +1,61 @@
+import pytest
+from conftest import TINY_SPEC
+
+from toolkit.device.errors import UserError
+from toolkit.experiments import spec as specs
+from toolkit.experiments.cells import expand
+
+
+def test_shipped_scaling_spec_expands_into_four_vgg11_cells():
+    resolved = specs.resolve(specs.find_spec("scaling-inference"), "smoke")
+    cells = expand(resolved)
+    assert [c.coords["scale"] for c in cells] == [0.25, 0.5, 0.75, 1.0]
+    assert {c.coords["model"] for c in cells} == {"vgg11"}
+    assert len({c.id for c in cells}) == 4
+
+
+def test_every_profile_resolves():
+    spec = specs.find_spec("scaling-inference")
+    protocols = [specs.resolve(spec, p).measure for p in specs.PROFILES]
+    assert protocols[0].min_count < protocols[1].min_count < protocols[2].min_count
+
+
+def test_cell_ids_are_stable_and_change_with_the_config():
+    spec = specs.load_spec(TINY_SPEC)
+    first = [c.id for c in expand(specs.resolve(spec, "smoke"))]
+    again = [c.id for c in expand(specs.resolve(specs.load_spec(TINY_SPEC), "smoke"))]
+    other = [c.id for c in expand(specs.resolve(spec, "quick"))]
+    assert first == again
+    assert not set(first) & set(other)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: specs.find_spec("nope"), "unknown experiment 'nope'; valid: scaling-inference"),
+    (lambda: specs.resolve(specs.load_spec(TINY_SPEC), "fast"),
+     "unknown profile 'fast'; valid: smoke, quick, paper"),
+    (lambda: specs.resolve(specs.load_spec(TINY_SPEC), "smoke", {"model": ["vgg12"]}),
+     "unknown model 'vgg12'; valid: mobilenetv2, preact_resnet18, resnet50, vgg11, vgg16"),
+    (lambda: specs.resolve(specs.load_spec(TINY_SPEC), "smoke", {"batch": [-4]}),
+     "grid.batch.0: Input should be greater than or equal to 1 (got -4)"),
+])
+def test_bad_input_is_one_line_naming_the_value_and_the_choices(call, fragment):
+    with pytest.raises(UserError) as error:
+        call()
+    assert fragment in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_malformed_and_invalid_toml(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = 'x'\n[grid\nmodel = 1\n")
+    with pytest.raises(UserError, match="broken.toml: malformed TOML"):
+        specs.load_spec(broken)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(TINY_SPEC.read_text().replace('method = ["uniform"]', 'method = ["magic"]'))
+    expected = r"grid.method.0: Input should be 'uniform' \(got 'magic'\)"
+    with pytest.raises(UserError, match=expected):
+        specs.load_spec(wrong)
+    unknown_key = tmp_path / "extra.toml"
+    unknown_key.write_text(TINY_SPEC.read_text().replace("threads = 1", "thread = 1"))
+    with pytest.raises(UserError, match="settings.thread: Extra inputs are not permitted"):
+        specs.load_spec(unknown_key)

@@ -1,0 +1,1 @@
+"""Inference backends: one module per framework, each exposing run(job) -> result dict."""

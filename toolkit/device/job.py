@@ -1,0 +1,86 @@
+"""Entry point of every device-side job: `python -m toolkit.device.job JOB.json RESULT.json`.
+
+A job is one measured cell (or one preparation step such as an ONNX export) in a fresh process,
+so its peak memory is its own. The result JSON is written atomically; the exit code is 0 whenever a
+result was written, including "not run" and "failed" outcomes the host should record.
+"""
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+from toolkit.device.results import NotRun
+
+# kind -> framework -> "module:function"; modules are imported only when their job runs.
+_HANDLERS = {
+    "inference": {"onnxruntime": "toolkit.device.inference.ort:run"},
+    "harness_overhead": {"onnxruntime": "toolkit.device.inference.ort:harness_overhead"},
+    "export_onnx": {"pytorch": "toolkit.device.prepare:export_onnx"},
+    "selftest": {"python": "toolkit.device.selftest:run"},
+}
+
+
+def _handler(job):
+    # type: (Dict[str, Any]) -> Callable[[Dict[str, Any]], Dict[str, Any]]
+    by_framework = _HANDLERS.get(job["kind"])
+    if by_framework is None:
+        raise NotRun("unknown job kind '{}'".format(job["kind"]))
+    target = by_framework.get(job["coords"]["framework"])
+    if target is None:
+        raise NotRun("no {} backend for framework '{}' (available: {})".format(
+            job["kind"], job["coords"]["framework"], ", ".join(sorted(by_framework))))
+    module_name, function = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise NotRun("{} is not installed here ({})".format(
+            job["coords"]["framework"], error)) from None
+    return getattr(module, function)
+
+
+def execute(job):
+    # type: (Dict[str, Any]) -> Dict[str, Any]
+    """Run one job and turn every outcome into a result dict."""
+    started = time.time()
+    try:
+        result = _handler(job)(job)
+        result["status"] = "invalid" if result.get("invalid") else "ok"
+        result["reason"] = result.pop("invalid", None) or ""
+    except NotRun as reason:
+        result = {"status": "not run", "reason": str(reason)}
+    except Exception as error:  # noqa: BLE001 - a crashing cell is a recorded result
+        traceback.print_exc()
+        result = {"status": "failed", "reason": "{}: {}".format(type(error).__name__, error)}
+    result.setdefault("records", [])
+    result.setdefault("versions", {})
+    result["versions"]["python"] = platform.python_version()
+    result["job_seconds"] = time.time() - started
+    return result
+
+
+def write_atomically(path, payload):
+    # type: (str, Dict[str, Any]) -> None
+    tmp = "{}.tmp.{}".format(path, os.getpid())
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv):
+    # type: (list) -> int
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m toolkit.device.job JOB.json RESULT.json\n")
+        return 2
+    with open(argv[0]) as handle:
+        job = json.load(handle)
+    write_atomically(argv[1], execute(job))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Measurement core: sampling protocol, summary statistics, process memory."""

@@ -1,0 +1,26 @@
+"""Process memory from the kernel: peak RSS (ru_maxrss), not a sampler."""
+import resource
+import sys
+
+
+def _maxrss_to_bytes(maxrss):
+    # type: (int) -> int
+    # Linux reports ru_maxrss in KiB, macOS in bytes.
+    return int(maxrss) if sys.platform == "darwin" else int(maxrss) * 1024
+
+
+def peak_rss_bytes():
+    # type: () -> int
+    """High-water mark of this process's resident set since it started."""
+    return _maxrss_to_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def current_rss_bytes():
+    # type: () -> int
+    """Resident set right now (from /proc; 0 where /proc is absent)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * resource.getpagesize()

@@ -1,0 +1,18 @@
+"""A job that misbehaves on purpose (allocate, sleep, crash), to test runners' failure handling."""
+import time
+
+
+def run(job):
+    # type: (Dict[str, Any]) -> Dict[str, Any]
+    settings = job["settings"]
+    hold = bytearray(int(settings.get("allocate_mib", 0)) * 2 ** 20)
+    for offset in range(0, len(hold), 4096):  # touch every page so it is resident
+        hold[offset] = 1
+    time.sleep(float(settings.get("sleep_s", 0)))
+    if settings.get("crash"):
+        import os
+
+        os._exit(int(settings["crash"]))
+    if settings.get("raise"):
+        raise RuntimeError(settings["raise"])
+    return {"records": [("allocated", float(len(hold)), "B")]}

@@ -1,0 +1,1 @@
+"""Experiments: declarative TOML specs, validated into typed objects and expanded into cells."""

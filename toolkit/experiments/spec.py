@@ -1,0 +1,166 @@
+"""Experiment specs: TOML files validated into typed objects; profiles scale one experiment."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from toolkit.device.errors import UserError
+from toolkit.device.models import MODEL_NAMES
+
+SPEC_DIR = Path(__file__).parent
+PROFILES = ("smoke", "quick", "paper")
+
+Framework = Literal["onnxruntime", "pytorch", "onnxruntime-training", "tensorrt"]
+Precision = Literal["fp32", "fp16", "bf16"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MeasureProtocol(_Strict):
+    """Warm-up and sampling bounds (DESIGN.md §2); every cell records the one it ran with."""
+
+    warmup_count: int = Field(10, ge=0)
+    warmup_seconds: float = Field(0.5, ge=0)
+    min_count: int = Field(50, ge=1)
+    min_seconds: float = Field(2.0, ge=0)
+    max_seconds: float = Field(60.0, gt=0)
+    max_cv: float = Field(0.25, gt=0)
+
+
+class Grid(_Strict):
+    """The axes a cell is a point of; every combination becomes one cell."""
+
+    model: list[str] = Field(min_length=1)
+    method: list[Literal["uniform"]] = Field(min_length=1)
+    scale: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1)
+    framework: list[Framework] = Field(min_length=1)
+    device: list[Literal["cpu", "cuda"]] = Field(min_length=1)
+    precision: list[Precision] = Field(min_length=1)
+    batch: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+
+    @field_validator("model")
+    @classmethod
+    def _known_models(cls, models: list[str]) -> list[str]:
+        for name in models:
+            if name not in MODEL_NAMES:
+                raise ValueError(f"unknown model '{name}'; valid: {', '.join(MODEL_NAMES)}")
+        return models
+
+
+class Settings(_Strict):
+    """Fixed per-experiment parameters, recorded with every cell."""
+
+    classes: Literal[10, 100] = 10
+    scaling_mode: Literal["width", "params"] = "width"
+    threads: int = Field(0, ge=0, description="intra-op threads; 0 = every core of the machine")
+    cpu_mem_arena: bool = True
+    mem_pattern: bool = True
+    seed: int = 0
+    opset: int = Field(17, ge=7, le=21)
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    timeout_seconds: float = Field(600.0, gt=0)
+
+
+class Profile(_Strict):
+    """A profile overrides grid axes and settings and sets the measurement protocol."""
+
+    measure: MeasureProtocol = MeasureProtocol()
+    grid: dict[str, list] = {}
+    settings: dict[str, object] = {}
+
+
+class ExperimentSpec(_Strict):
+    name: str
+    description: str
+    kind: Literal["inference"]
+    reproduces: str = ""
+    grid: Grid
+    settings: Settings = Settings()
+    profiles: dict[Literal["smoke", "quick", "paper"], Profile]
+
+    @field_validator("profiles")
+    @classmethod
+    def _all_profiles(cls, profiles: dict[str, Profile]) -> dict[str, Profile]:
+        missing = [name for name in PROFILES if name not in profiles]
+        if missing:
+            raise ValueError(f"missing profiles {', '.join(missing)}; every spec defines "
+                             f"{', '.join(PROFILES)}")
+        return profiles
+
+
+class ResolvedExperiment(_Strict):
+    """One experiment under one profile: what expands into cells."""
+
+    name: str
+    description: str
+    kind: str
+    reproduces: str
+    profile: str
+    grid: Grid
+    settings: Settings
+    measure: MeasureProtocol
+
+
+def describe_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
+    """The first problem as one line: where, what, the bad value, and what is valid."""
+    first = error.errors()[0]
+    where = prefix + ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    bad = first.get("input")
+    got = "" if isinstance(bad, dict) else f" (got {bad!r})"
+    return f"{source}: {where}: {message}{got}{more}"
+
+
+def load_spec(path: Path) -> ExperimentSpec:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: malformed TOML: {error}") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read experiment spec: {error.strerror}") from None
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as error:
+        raise UserError(describe_validation_error(error, path.name)) from None
+
+
+def available_experiments() -> dict[str, Path]:
+    """Experiment name -> spec file, for the specs shipped with the toolkit."""
+    return {path.stem.replace("_", "-"): path for path in sorted(SPEC_DIR.glob("*.toml"))}
+
+
+def find_spec(name: str) -> ExperimentSpec:
+    """A shipped experiment by name, or a spec file given by path."""
+    if name.endswith(".toml"):
+        return load_spec(Path(name))
+    specs = available_experiments()
+    if name not in specs:
+        raise UserError(f"unknown experiment '{name}'; valid: {', '.join(specs)} "
+                        "(or a path to a .toml spec)")
+    return load_spec(specs[name])
+
+
+def resolve(spec: ExperimentSpec, profile: str, overrides: dict[str, list] | None = None,
+            ) -> ResolvedExperiment:
+    """Apply a profile (and command-line grid overrides) to a spec; validates the result."""
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile '{profile}'; valid: {', '.join(PROFILES)}")
+    chosen = spec.profiles[profile]
+    grid = spec.grid.model_dump() | chosen.grid | (overrides or {})
+    settings = spec.settings.model_dump() | chosen.settings
+    validated = {}
+    for part, model, values in (("grid", Grid, grid), ("settings", Settings, settings)):
+        try:
+            validated[part] = model.model_validate(values)
+        except ValidationError as error:
+            raise UserError(describe_validation_error(
+                error, f"{spec.name} (profile {profile})", prefix=f"{part}.")) from None
+    return ResolvedExperiment(
+        name=spec.name, description=spec.description, kind=spec.kind, reproduces=spec.reproduces,
+        profile=profile, measure=chosen.measure, **validated)

@@ -1,0 +1,106 @@
+"""What the invoke tasks do: select experiments, pick or resume a run, measure, render."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from toolkit.device.errors import UserError
+from toolkit.environment import describe_host
+from toolkit.experiments import spec as specs
+from toolkit.experiments.cells import Cell, expand
+from toolkit.results import RunStore, latest_run, list_runs, new_run_id
+from toolkit.runners.host import REPO_ROOT, HostRunner
+from toolkit.scheduler import RunSummary, run_cells
+
+RUNNERS = ("auto", "host", "docker")
+
+
+def parse_list(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def grid_overrides(models: str | None, batch: str | None) -> dict[str, list]:
+    """Command-line restrictions of the grid; validated like the spec itself."""
+    overrides: dict[str, list] = {}
+    if models:
+        overrides["model"] = parse_list(models)
+    if batch:
+        try:
+            overrides["batch"] = [int(value) for value in parse_list(batch)]
+        except ValueError:
+            raise UserError(f"--batch takes whole numbers separated by commas, got '{batch}'"
+                            ) from None
+    return overrides
+
+
+def select(experiments: list[str], profile: str, overrides: dict[str, list],
+           ) -> tuple[list[specs.ResolvedExperiment], list[Cell]]:
+    """Resolve the chosen experiments under a profile and expand them into cells."""
+    names = experiments or list(specs.available_experiments())
+    resolved = [specs.resolve(specs.find_spec(name), profile, overrides) for name in names]
+    return resolved, [cell for experiment in resolved for cell in expand(experiment)]
+
+
+def choose_runner(name: str) -> tuple[HostRunner, str]:
+    if name not in RUNNERS:
+        raise UserError(f"unknown runner '{name}'; valid: {', '.join(RUNNERS)}")
+    if name == "docker":
+        raise UserError("the docker runner needs the container images, which are not built "
+                        "yet; use --runner host")
+    note = "" if name == "host" else "no container runner yet: cells ran as host processes"
+    return HostRunner(), note
+
+
+def _open_or_create(results_root: Path, run_id: str | None, new: bool, selection: dict[str, Any],
+                    manifest: dict[str, Any], console: Console) -> RunStore:
+    if run_id and (results_root / run_id / "manifest.json").is_file():
+        store = RunStore.open(results_root, run_id)
+        if store.manifest["selection"] != selection:
+            raise UserError(f"run '{run_id}' measured another selection "
+                            f"({store.manifest['selection']}); start a new run without --run-id")
+        console.print(f"resuming run {run_id}")
+        return store
+    if not new and not run_id:
+        previous = [r for r in list_runs(results_root) if r.manifest.get("selection") == selection]
+        if previous and not previous[-1].is_complete():
+            store = previous[-1]
+            done = len(store.finished_ids() & set(manifest["cell_ids"]))
+            console.print(f"resuming run {store.run_id}: {done}/{len(manifest['cell_ids'])} cells "
+                          "already done (--new starts a fresh run)")
+            return store
+    return RunStore.create(results_root, run_id or new_run_id(selection["profile"]), manifest)
+
+
+def run(experiments: list[str], profile: str, overrides: dict[str, list], *, runner_name: str,
+        run_id: str | None, new: bool, force: bool, results_root: Path,
+        console: Console) -> tuple[RunStore, RunSummary]:
+    resolved, cells = select(experiments, profile, overrides)
+    runner, note = choose_runner(runner_name)
+    if note:
+        console.print(f"note: {note}")
+    selection = {"experiments": [e.name for e in resolved], "profile": profile,
+                 "overrides": overrides}
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "experiments": selection["experiments"],
+        "profile": profile, "selection": selection, "runner": runner.name, "runner_note": note,
+        "runner_details": runner.describe(),
+        "spec": {e.name: e.model_dump(mode="json") for e in resolved},
+        "environment": describe_host(REPO_ROOT), "cell_ids": [cell.id for cell in cells],
+    }
+    store = _open_or_create(results_root, run_id, new, selection, manifest, console)
+    console.print(f"run {store.run_id}: {len(cells)} cells, profile {profile}, "
+                  f"results in {store.path}")
+    summary = run_cells(cells, store, runner, results_root / "cache", force=force,
+                        console=console)
+    store.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return store, summary
+
+
+def report(run_id: str | None, results_root: Path, reports_root: Path) -> dict[str, Path]:
+    from toolkit.report.render import render_report
+
+    store = RunStore.open(results_root, run_id) if run_id else latest_run(results_root)
+    return render_report(store.path, reports_root / store.run_id)

@@ -1,0 +1,396 @@
+"""Render a results directory into report.md (+ charts/*.svg) and a self-contained report.html.
+
+All formatting decisions live here and in `toolkit.units`; the templates only loop over plain
+strings, so the Markdown and HTML reports cannot disagree about a number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from toolkit import units
+from toolkit.report import charts
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Coordinates in display order; any other cells.parquet column not in BOOKKEEPING is shown too.
+COORDS = ("model", "method", "scale", "batch", "framework", "device", "precision")
+BOOKKEEPING = {
+    "run_id",
+    "cell_id",
+    "experiment",
+    "status",
+    "reason",
+    "runner",
+    "started_at",
+    "wall_s",
+}
+RAW_FILES = (
+    ("records.parquet", "one measured value per row (metric, value, SI unit) with coordinates"),
+    ("cells.parquet", "one row per cell: coordinates, status and reason"),
+    ("samples.parquet", "every raw latency sample"),
+    ("manifest.json", "resolved specs and environment"),
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric column of the results table: stored metric shown in a display unit."""
+
+    label: str
+    metric: str
+    unit: str
+    integer: bool = False
+
+
+METRIC_COLUMNS = (
+    Column("params (M)", "params", "M"),
+    Column("MACs (M)", "macs", "M MACs"),
+    Column("session create (ms)", "session_create", "ms"),
+    Column("first run (ms)", "first_run", "ms"),
+    Column("p50 (ms)", "latency_p50", "ms"),
+    Column("p90 (ms)", "latency_p90", "ms"),
+    Column("CV (%)", "latency_cv", "%"),
+    Column("n", "latency_n", "count", integer=True),
+    Column("throughput (img/s)", "throughput", "1/s"),
+    Column("peak RSS (MiB)", "rss_peak", "MiB"),
+    Column("model memory (MiB)", "model_memory", "MiB"),
+)
+# Known metrics kept out of the table to keep it readable; they stay in records.parquet.
+NOT_TABULATED = {
+    "latency_min",
+    "latency_p99",
+    "latency_mean",
+    "latency_std",
+    "latency_iqr",
+    "rss_baseline",
+    "rss_peak_kernel",
+}
+
+Metrics = dict[str, tuple[float, str]]  # metric -> (value, SI unit) of one cell
+
+
+def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None) -> dict[str, Path]:
+    """Write out_dir/report.md, out_dir/charts/*.svg and out_dir/report.html.
+
+    `results_link` is the path prefix for links to the raw data files; by default the path of
+    run_dir relative to out_dir, so reports/<id>/ links to ../../results/<id>/.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    cells = pl.read_parquet(run_dir / "cells.parquet")
+    metrics = _load_metrics(run_dir / "records.parquet")
+    if results_link is None:
+        results_link = _relative(run_dir, out_dir)
+
+    context = {
+        "run": _run_info(manifest, cells),
+        "experiments": [
+            _experiment(name, manifest, cells, metrics, out_dir)
+            for name in _experiment_names(manifest, cells)
+        ],
+        "environment": _environment_rows(manifest.get("environment", {})),
+        "packages": _package_rows(manifest.get("environment", {})),
+        "raw_files": [
+            {
+                "name": name,
+                "href": f"{results_link}/{name}",
+                "about": about,
+                "exists": (run_dir / name).exists(),
+            }
+            for name, about in RAW_FILES
+        ],
+    }
+    env = _jinja()
+    paths = {"md": out_dir / "report.md", "html": out_dir / "report.html"}
+    for kind, path in paths.items():
+        text = env.get_template(f"report.{kind}.j2").render(**context)
+        path.write_text(text, encoding="utf-8", newline="\n")
+    return paths
+
+
+def _jinja() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_escape
+    return env
+
+
+def md_escape(text: Any) -> str:
+    """Make text safe inside a Markdown table cell: no pipes, newlines or raw HTML tags."""
+    s = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+    return " ".join(s.split())
+
+
+def _load_metrics(path: Path) -> dict[str, Metrics]:
+    """cell_id -> metric -> (value, unit); a later duplicate record of a metric wins."""
+    if not path.exists():
+        return {}
+    records = pl.read_parquet(path, columns=["cell_id", "metric", "value", "unit"])
+    out: dict[str, Metrics] = {}
+    for cell_id, metric, value, unit in records.iter_rows():
+        out.setdefault(cell_id, {})[metric] = (value, unit)
+    return out
+
+
+def _relative(run_dir: Path, out_dir: Path) -> str:
+    try:
+        return Path(os.path.relpath(run_dir.resolve(), out_dir.resolve())).as_posix()
+    except ValueError:  # different drives on Windows: no relative path exists
+        return run_dir.resolve().as_posix()
+
+
+def _experiment_names(manifest: dict, cells: pl.DataFrame) -> list[str]:
+    listed = list(manifest.get("experiments", []))
+    extra = sorted(set(cells["experiment"].to_list()) - set(listed))
+    return listed + extra
+
+
+def _status_summary(statuses: list[str]) -> str:
+    order = ["ok", "invalid", "failed", "not run"]
+    counts = {
+        s: statuses.count(s)
+        for s in sorted(
+            set(statuses), key=lambda s: (order.index(s) if s in order else len(order), s)
+        )
+    }
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no cells"
+
+
+def _run_info(manifest: dict, cells: pl.DataFrame) -> dict[str, Any]:
+    git = manifest.get("environment", {}).get("git", {})
+    commit = str(git.get("commit", "")) if isinstance(git, dict) else ""
+    if commit and isinstance(git, dict) and git.get("dirty"):
+        commit += " (dirty working tree)"
+    wall = cells["wall_s"].drop_nulls().sum() if "wall_s" in cells.columns else None
+    return {
+        "run_id": str(manifest.get("run_id", "")),
+        "created": str(manifest.get("created", "")),
+        "experiments": ", ".join(_experiment_names(manifest, cells)),
+        "profile": str(manifest.get("profile", "")),
+        "runner": str(manifest.get("runner", "")),
+        "runner_note": str(manifest.get("runner_note") or ""),
+        "commit": commit,
+        "summary": _status_summary(cells["status"].to_list()),
+        "wall": f"{units.fmt(wall)} s" if wall else units.MISSING,
+    }
+
+
+def _experiment(
+    name: str, manifest: dict, cells: pl.DataFrame, metrics: dict[str, Metrics], out_dir: Path
+) -> dict[str, Any]:
+    spec = manifest.get("spec", {}).get(name, {})
+    rows = _sorted_rows(cells.filter(pl.col("experiment") == name))
+    coords = [c for c in COORDS if c in cells.columns] + [
+        c for c in cells.columns if c not in COORDS and c not in BOOKKEEPING
+    ]
+    return {
+        "name": name,
+        "description": str(spec.get("description", "")),
+        "protocol": _protocol(spec.get("measure", {})),
+        "spec_json": json.dumps(spec, indent=2, sort_keys=True, default=str),
+        "summary": _status_summary([r["status"] for r in rows]),
+        "table": _table(rows, coords, metrics),
+        "charts": _charts(name, rows, coords, metrics, out_dir),
+    }
+
+
+def _sorted_rows(cells: pl.DataFrame) -> list[dict[str, Any]]:
+    keys = [c for c in (*COORDS, "cell_id") if c in cells.columns]
+    return list(cells.sort(keys, nulls_last=True).iter_rows(named=True))
+
+
+def _protocol(measure: dict[str, Any]) -> list[tuple[str, str]]:
+    """Measurement protocol as (label, sentence) pairs; unknown keys are listed verbatim."""
+
+    def get(key: str, suffix: str = "") -> str:
+        value = measure.get(key)
+        return units.MISSING if value is None else f"{value}{suffix}"
+
+    max_cv = measure.get("max_cv")
+    cv = units.MISSING if max_cv is None else f"{units.percent(max_cv):g} %"
+    items = [
+        (
+            "warm-up",
+            f"until both {get('warmup_count')} calls and {get('warmup_seconds', ' s')} are "
+            "reached; not part of the statistics",
+        ),
+        (
+            "measurement",
+            f"until both at least {get('min_count')} samples and "
+            f"{get('min_seconds', ' s')} of measuring are reached; every sample kept",
+        ),
+        (
+            "statistics",
+            "min, p50, p90, p99 (nearest-rank percentiles), mean, std, IQR, CV = std / mean",
+        ),
+        (
+            "validity",
+            f"a cell is invalid (shown, never dropped) when its CV exceeds {cv}, "
+            "it has too few samples or it raised an error",
+        ),
+    ]
+    known = {"warmup_count", "warmup_seconds", "min_count", "min_seconds", "max_cv"}
+    items += [(k, str(v)) for k, v in sorted(measure.items()) if k not in known]
+    return items
+
+
+def _coord_text(value: Any) -> str:
+    if value is None:
+        return units.MISSING
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _status_text(row: dict[str, Any]) -> str:
+    status, reason = str(row["status"]), str(row.get("reason") or "")
+    return f"{status}: {reason}" if reason and status != "ok" else status
+
+
+def _metric_text(column: Column, value: tuple[float, str] | None) -> str:
+    if value is None:
+        return units.MISSING
+    number, unit = value
+    try:
+        shown = units.convert(number, unit, column.unit)
+    except ValueError:  # an unexpected unit: show the stored value rather than a wrong one
+        return f"{units.fmt(number)} {unit}"
+    return units.fmt(round(shown) if column.integer else shown)
+
+
+def _table(
+    rows: list[dict[str, Any]], coords: list[str], metrics: dict[str, Metrics]
+) -> dict[str, Any]:
+    """Headers and preformatted rows. Metric columns nobody in this experiment measured are
+    left out; unknown metrics get a generic column in their default display unit."""
+    present: dict[str, str] = {}
+    for row in rows:
+        for metric, (_, unit) in metrics.get(row["cell_id"], {}).items():
+            present.setdefault(metric, unit)
+    known = {c.metric for c in METRIC_COLUMNS} | NOT_TABULATED
+    columns = [c for c in METRIC_COLUMNS if c.metric in present] + [
+        Column(f"{m} ({units.DISPLAY.get(u, u)})", m, units.DISPLAY.get(u, u))
+        for m, u in sorted(present.items())
+        if m not in known
+    ]
+    body = []
+    for row in rows:
+        cell = metrics.get(row["cell_id"], {})
+        body.append(
+            {
+                "values": [_coord_text(row.get(c)) for c in coords]
+                + [_metric_text(col, cell.get(col.metric)) for col in columns]
+                + [_status_text(row)],
+                "status": str(row["status"]),
+                "css": "status-" + re.sub(r"[^a-z0-9]+", "-", str(row["status"]).lower()),
+            }
+        )
+    return {
+        "headers": coords + [c.label for c in columns] + ["status"],
+        "numeric": [False] * len(coords) + [True] * len(columns) + [False],
+        "rows": body,
+    }
+
+
+def _charts(
+    name: str,
+    rows: list[dict[str, Any]],
+    coords: list[str],
+    metrics: dict[str, Metrics],
+    out_dir: Path,
+) -> list[dict[str, Any]]:
+    ok = [r for r in rows if r["status"] == "ok" and "params" in metrics.get(r["cell_id"], {})]
+    # one series per (model, method) plus whatever else varies, except the swept scale
+    varying = [c for c in coords if c != "scale" and len({_coord_text(r.get(c)) for r in ok}) > 1]
+    keys = ["model", "method"] + [c for c in varying if c not in ("model", "method")]
+    points = []
+    for r in ok:
+        cell = metrics[r["cell_id"]]
+        label = " / ".join(_coord_text(r.get(k)) for k in keys if k in r)
+        values = {m: v for m, (v, _) in cell.items()}
+        points.append(charts.Point(label, values["params"], values))
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
+    made = []
+    for kind, draw, title, caption in (
+        (
+            "latency",
+            charts.latency_chart,
+            f"{name}: latency p50 vs parameters",
+            "Median latency (p50) against parameter count",
+        ),
+        (
+            "memory",
+            charts.memory_chart,
+            f"{name}: memory vs parameters",
+            "Peak RSS and model memory (peak − import baseline) against parameter count",
+        ),
+    ):
+        path = out_dir / "charts" / f"{slug}-{kind}.svg"
+        if draw(points, path, title):
+            made.append(
+                {
+                    "title": title,
+                    "caption": f"{caption}; ok cells only, one line per {' / '.join(keys)}.",
+                    "md_path": path.relative_to(out_dir).as_posix(),
+                    "svg": _inline_svg(path, title),
+                }
+            )
+    return made
+
+
+def _inline_svg(path: Path, title: str) -> Markup:
+    """The SVG element alone, ready to inline into HTML5 (which needs no XML namespaces)."""
+    text = path.read_text(encoding="utf-8")
+    text = text[text.index("<svg") :]
+    head, sep, rest = text.partition(">")
+    head = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", head)
+    # group ids (figure_1, axes_1, ...) are never referenced and would repeat across charts
+    rest = re.sub(r'<g id="[^"]*"', "<g", rest)
+    label = Markup.escape(title)
+    return Markup(f'{head} role="img" aria-label="{label}"{sep}{rest}'.strip())
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+        return
+    if isinstance(value, list | tuple):
+        text = ", ".join(str(v) for v in value)
+    elif value is None:
+        text = units.MISSING
+    elif prefix.endswith("_bytes") and isinstance(value, int | float):
+        text = f"{units.fmt(units.convert(value, 'B', 'GiB'))} GiB ({value} B)"
+    else:
+        text = str(value)
+    out.append((prefix, text))
+
+
+def _environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    _flatten("", {k: v for k, v in environment.items() if k != "packages"}, rows)
+    return rows
+
+
+def _package_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    packages = environment.get("packages") or {}
+    if not isinstance(packages, dict):
+        return []
+    return [(str(k), units.MISSING if v is None else str(v)) for k, v in sorted(packages.items())]

@@ -1,0 +1,141 @@
+"""Results store: results/<run-id>/ with one atomically written JSON per finished cell.
+
+The Parquet tables (cells, records, samples) are rebuilt from those files after every cell, so an
+interrupted run loses at most the cell that was measuring, and a re-run resumes from the files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from toolkit.device.errors import UserError
+from toolkit.experiments.cells import COORDINATES
+
+# A failed cell is retried on the next run; these count as done.
+FINISHED_STATUSES = ("ok", "invalid", "not run")
+
+
+def write_json_atomically(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    with tmp.open("w") as handle:
+        json.dump(payload, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def new_run_id(profile: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}"
+
+
+class RunStore:
+    """One run's directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cells_dir = path / "cells"
+        self.logs_dir = path / "logs"
+        self.jobs_dir = path / "jobs"
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def create(cls, root: Path, run_id: str, manifest: dict[str, Any]) -> RunStore:
+        store = cls(root / run_id)
+        if store.path.exists():
+            raise UserError(f"run '{run_id}' already exists in {root}; pass another --run-id")
+        for directory in (store.cells_dir, store.logs_dir, store.jobs_dir):
+            directory.mkdir(parents=True)
+        write_json_atomically(store.path / "manifest.json", dict(manifest, run_id=run_id))
+        return store
+
+    @classmethod
+    def open(cls, root: Path, run_id: str) -> RunStore:
+        store = cls(root / run_id)
+        if not (store.path / "manifest.json").is_file():
+            runs = ", ".join(r.run_id for r in list_runs(root)[-5:]) or "none yet"
+            raise UserError(f"no run '{run_id}' in {root}; recent runs: {runs}")
+        return store
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.path / "manifest.json").read_text())
+
+    def update_manifest(self, **changes: Any) -> None:
+        write_json_atomically(self.path / "manifest.json", self.manifest | changes)
+
+    def cell_results(self) -> dict[str, dict[str, Any]]:
+        results = {}
+        for path in sorted(self.cells_dir.glob("*.json")):
+            payload = json.loads(path.read_text())
+            results[payload["cell_id"]] = payload
+        return results
+
+    def finished_ids(self) -> set[str]:
+        return {cell_id for cell_id, payload in self.cell_results().items()
+                if payload["status"] in FINISHED_STATUSES}
+
+    def is_complete(self) -> bool:
+        return set(self.manifest.get("cell_ids", [])) <= self.finished_ids()
+
+    def save_cell(self, payload: dict[str, Any]) -> None:
+        write_json_atomically(self.cells_dir / f"{payload['cell_id']}.json", payload)
+
+    def rebuild_tables(self) -> None:
+        """cells.parquet, records.parquet and samples.parquet from the per-cell files."""
+        cells, records, samples = [], [], []
+        for cell_id, payload in self.cell_results().items():
+            key = {"run_id": self.run_id, "cell_id": cell_id, "experiment": payload["experiment"]}
+            key |= {name: payload["coords"].get(name) for name in COORDINATES}
+            cells.append(key | {name: payload[name] for name in (
+                "status", "reason", "runner", "started_at", "wall_s")})
+            records += [key | {"metric": m, "value": float(v), "unit": u}
+                        for m, v, u in payload["records"]]
+            for metric, series in payload.get("samples", {}).items():
+                samples += [{"run_id": self.run_id, "cell_id": cell_id, "metric": metric,
+                             "i": i, "value": float(v), "unit": series["unit"]}
+                            for i, v in enumerate(series["values"])]
+        schema_keys = {"run_id": pl.String, "cell_id": pl.String, "experiment": pl.String,
+                       "model": pl.String, "method": pl.String, "scale": pl.Float64,
+                       "framework": pl.String, "device": pl.String, "precision": pl.String,
+                       "batch": pl.Int64}
+        tables = {
+            "cells": (cells, schema_keys | {"status": pl.String, "reason": pl.String,
+                                            "runner": pl.String, "started_at": pl.String,
+                                            "wall_s": pl.Float64}),
+            "records": (records, schema_keys | {"metric": pl.String, "value": pl.Float64,
+                                                "unit": pl.String}),
+            "samples": (samples, {"run_id": pl.String, "cell_id": pl.String,
+                                  "metric": pl.String, "i": pl.Int64, "value": pl.Float64,
+                                  "unit": pl.String}),
+        }
+        for name, (rows, schema) in tables.items():
+            _write_parquet_atomically(pl.DataFrame(rows, schema=schema),
+                                      self.path / f"{name}.parquet")
+
+
+def list_runs(root: Path) -> list[RunStore]:
+    """Runs under root, oldest first (run ids start with their creation time)."""
+    if not root.is_dir():
+        return []
+    return [RunStore(p.parent) for p in sorted(root.glob("*/manifest.json"))]
+
+
+def latest_run(root: Path) -> RunStore:
+    runs = list_runs(root)
+    if not runs:
+        raise UserError(f"no runs in {root}; start one with `invoke run`")
+    return runs[-1]

@@ -1,0 +1,61 @@
+"""The runner interface: run one device-side job in a fresh process and report how it ended."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job's process ended, and what it wrote."""
+
+    result: dict[str, Any] | None  # the RESULT.json, None when the process died before writing it
+    exit_code: int  # negative: killed by that signal (-9 is also how the OOM killer ends it)
+    timed_out: bool
+    peak_rss_kernel: int  # bytes, from the kernel's accounting of the child (wait4)
+    wall_s: float
+    log_tail: str
+
+    def failure_reason(self) -> str | None:
+        """Why the job produced no result, or None when it did."""
+        if self.result is not None:
+            return None
+        if self.timed_out:
+            return f"timed out after {self.wall_s:.0f} s"
+        if self.exit_code == -9:
+            return "killed by SIGKILL (out of memory?)"
+        if self.exit_code < 0:
+            return f"killed by signal {-self.exit_code}"
+        last = self.log_tail.strip().splitlines()[-1:] or ["no output"]
+        return f"exit code {self.exit_code}: {last[0]}"
+
+
+class Runner(Protocol):
+    """Where jobs run. The host runner is one; a Docker runner slots in beside it."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]:
+        """What this runner is, for the run manifest."""
+        ...
+
+    def run_job(self, job: dict[str, Any], workdir: Path, log_path: Path,
+                timeout: float) -> JobOutcome:
+        """Run `python -m toolkit.device.job` on `job` in a fresh process."""
+        ...
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

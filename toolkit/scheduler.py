@@ -1,0 +1,136 @@
+"""Runs pending cells one at a time through a runner and stores each result as it finishes."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from toolkit import artifacts
+from toolkit.device import models
+from toolkit.experiments.cells import Cell
+from toolkit.results import RunStore
+from toolkit.runners.base import JobOutcome, Runner
+
+
+@dataclass
+class RunSummary:
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+
+    def add(self, status: str) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+
+    def line(self) -> str:
+        parts = [f"{n} {status}" for status, n in sorted(self.counts.items())]
+        if self.skipped:
+            parts.append(f"{self.skipped} already done")
+        return ", ".join(parts) or "nothing to do"
+
+
+def analytic_records(cell: Cell) -> list[tuple[str, float, str]]:
+    """Closed-form size and cost of the cell's model (computed, not measured)."""
+    model, widths, classes = cell.settings["model"], cell.settings["widths"], \
+        cell.settings["classes"]
+    return [("params", float(models.count_params(model, widths, classes)), "count"),
+            ("macs", float(models.count_macs(model, widths, classes)), "MAC")]
+
+
+def _ensure_artifacts(cell: Cell, store: RunStore, runner: Runner, cache_root: Path,
+                      ) -> tuple[dict[str, str], str | None]:
+    """Paths of the cell's artifacts, making missing ones; or the reason they could not be made."""
+    paths = {}
+    for name, job in artifacts.jobs_for(cell, cache_root).items():
+        target = Path(job["artifacts"][name])
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            outcome = runner.run_job(job, store.jobs_dir / f"{name}-{job['key']}",
+                                     store.logs_dir / f"{name}-{job['key']}.log",
+                                     timeout=cell.settings["timeout_seconds"])
+            reason = outcome.failure_reason()
+            if reason is None and outcome.result["status"] != "ok":
+                reason = f"{outcome.result['status']}: {outcome.result['reason']}"
+            if reason is not None:
+                return {}, f"{name} artifact: {reason}"
+        paths[name] = str(target)
+    return paths, None
+
+
+def _payload(cell: Cell, runner: Runner, started_at: str, outcome: JobOutcome | None,
+             reason: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "cell_id": cell.id, "experiment": cell.experiment, "kind": cell.kind,
+        "coords": cell.coords, "settings": cell.settings, "protocol": cell.protocol,
+        "runner": runner.name, "started_at": started_at, "records": [], "samples": {},
+    }
+    result = outcome.result if outcome else None
+    if result is None:
+        payload |= {"status": "failed", "reason": reason or outcome.failure_reason()}
+    else:
+        payload |= {key: result.get(key) for key in ("status", "reason", "samples", "settings",
+                                                      "versions", "timing")}
+        payload["backend_settings"] = payload.pop("settings") or {}
+        payload["settings"] = cell.settings
+        payload["samples"] = payload["samples"] or {}
+        payload["records"] = [list(r) for r in result["records"]]
+    if outcome is not None:
+        payload |= {"exit_code": outcome.exit_code, "wall_s": outcome.wall_s,
+                    "log_tail": outcome.log_tail}
+        if payload["status"] in ("ok", "invalid"):
+            payload["records"].append(["rss_peak_kernel", float(outcome.peak_rss_kernel), "B"])
+    else:
+        payload |= {"exit_code": None, "wall_s": 0.0, "log_tail": ""}
+    if payload["status"] in ("ok", "invalid"):
+        payload["records"] += [list(r) for r in analytic_records(cell)]
+    return payload
+
+
+def _summary_line(payload: dict[str, Any]) -> str:
+    if payload["status"] not in ("ok", "invalid"):
+        return f"{payload['status']}: {payload['reason']}"
+    values = {metric: value for metric, value, _ in payload["records"]}
+    text = (f"p50 {values.get('latency_p50', float('nan')) * 1e3:.3f} ms, "
+            f"peak RSS {values.get('rss_peak_kernel', float('nan')) / 2**20:.0f} MiB")
+    return text if payload["status"] == "ok" else f"{text} (invalid: {payload['reason']})"
+
+
+def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Path, *,
+              force: bool = False, console: Console | None = None) -> RunSummary:
+    """Measure every cell not yet finished in this run (all of them with force)."""
+    console = console or Console(stderr=True)
+    summary = RunSummary()
+    finished = set() if force else store.finished_ids()
+    pending = [cell for cell in cells if cell.id not in finished]
+    summary.skipped = len(cells) - len(pending)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("cells", total=len(pending), status="")
+        for cell in pending:
+            progress.update(task, description=cell.label())
+            started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            paths, reason = _ensure_artifacts(cell, store, runner, cache_root)
+            outcome = None
+            if reason is None:
+                job = cell.definition() | {"artifacts": paths}
+                outcome = runner.run_job(job, store.jobs_dir / cell.id,
+                                         store.logs_dir / f"{cell.id}.log",
+                                         timeout=cell.settings["timeout_seconds"])
+            payload = _payload(cell, runner, started_at, outcome, reason)
+            store.save_cell(payload)
+            store.rebuild_tables()
+            summary.add(payload["status"])
+            progress.console.print(f"[{payload['status']}] {cell.label()}: "
+                                   f"{_summary_line(payload)}", markup=False, highlight=False)
+            progress.update(task, advance=1, status=summary.line())
+    return summary
