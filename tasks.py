@@ -46,7 +46,7 @@ def build(c, platform="host"):
 
     from toolkit.environment import package_versions
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     versions = package_versions()
     needed = ("onnxruntime-training-cpu", "onnx", "torch")
     missing = [name for name in needed if name not in versions]
@@ -77,7 +77,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
 
     from toolkit import pipeline
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     store, summary = pipeline.run(
         pipeline.parse_list(experiment), profile, pipeline.grid_overrides(model, batch),
         runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,

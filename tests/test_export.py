@@ -48,8 +48,17 @@ def run_both(name, widths, path, batch=1, classes=10, seed=0):
     return info, session, expected, got
 
 
-@pytest.mark.parametrize("ratio", (0.25, 1.0))
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+# Full-width exports of the big models take seconds each (10+ on a loaded 2-core runner).
+BIG_AT_FULL = ("mobilenetv2", "preact_resnet18", "resnet50", "vgg16")
+CASES = [
+    pytest.param(name, ratio, marks=[pytest.mark.slow] if ratio == 1.0 and name in BIG_AT_FULL
+                 else [])
+    for name in models.MODEL_NAMES
+    for ratio in (0.25, 1.0)
+]
+
+
+@pytest.mark.parametrize(("name", "ratio"), CASES)
 def test_onnxruntime_matches_torch(name, ratio, tmp_path):
     widths = models.scale_widths(name, ratio)
     path = str(tmp_path / f"{name}.onnx")

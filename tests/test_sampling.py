@@ -45,6 +45,13 @@ def test_max_seconds_stops_and_verdict_flags_too_few_samples():
 
 def test_verdict_flags_high_cv_and_passes_steady_samples():
     protocol = Protocol(min_count=4, max_cv=0.1)
-    noisy = [1.0, 1.0, 1.0, 5.0]
-    assert "CV" in verdict(summarize(noisy), protocol, 4)
+    noisy = [1.0, 2.0, 3.0, 4.0]
+    assert "robust CV" in verdict(summarize(noisy), protocol, 4)
     assert verdict(summarize([1.0, 1.01, 0.99, 1.0]), protocol, 4) is None
+
+
+def test_one_long_stall_does_not_invalidate_a_steady_series():
+    samples = [1.0 + 0.001 * (i % 7) for i in range(999)] + [90.0]
+    summary = summarize(samples)
+    assert summary["cv"] > 2  # std is dominated by the one stall
+    assert verdict(summary, Protocol(min_count=10, max_cv=0.1), len(samples)) is None

@@ -25,6 +25,7 @@ def test_summary_of_known_samples():
     assert summary["std"] == pytest.approx(math.sqrt(5 / 3))
     assert summary["cv"] == pytest.approx(math.sqrt(5 / 3) / 2.5)
     assert summary["iqr"] == 3.0 - 1.0  # p75 = 3 (rank 3), p25 = 1 (rank 1)
+    assert summary["rcv"] == pytest.approx(2.0 / (1.349 * 2.0))
 
 
 def test_no_samples_is_an_error():

@@ -56,7 +56,7 @@ def run_all(name: str | None, out_dir: Path) -> Path:
         raise UserError(f"unknown benchmark '{name}'; valid: {', '.join(BENCHMARKS)}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = out_dir / stamp
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     figures = {}
     for bench_name, function in BENCHMARKS.items():
         if name in (None, bench_name):

@@ -16,9 +16,10 @@ def latency_records(samples, batch, protocol):
     """Summary of per-call latencies plus throughput, and the INVALID reason if any."""
     summary = summarize(samples)
     records = [("latency_" + key, value, "s") for key, value in sorted(summary.items())
-               if key not in ("n", "cv")]
+               if key not in ("n", "cv", "rcv")]
     records += [
         ("latency_cv", summary["cv"], "ratio"),
+        ("latency_rcv", summary["rcv"], "ratio"),
         ("latency_n", summary["n"], "count"),
         ("throughput", batch / summary["p50"] if summary["p50"] > 0 else 0.0, "1/s"),
     ]

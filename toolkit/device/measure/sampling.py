@@ -70,6 +70,6 @@ def verdict(summary, protocol, n_samples):
     """None when the protocol was met, else the reason the result is INVALID (kept, not dropped)."""
     if n_samples < protocol.min_count:
         return "only {} samples, protocol needs {}".format(n_samples, protocol.min_count)
-    if summary["cv"] > protocol.max_cv:
-        return "CV {:.3f} above the limit {:.3f}".format(summary["cv"], protocol.max_cv)
+    if summary["rcv"] > protocol.max_cv:
+        return "robust CV {:.3f} above the limit {:.3f}".format(summary["rcv"], protocol.max_cv)
     return None
