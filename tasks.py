@@ -85,12 +85,17 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
     console.print(f"run {store.run_id}: {summary.line()}")
 
 
-@task(help={"run_id": "the run to render (default: the latest)"})
+@task(help={"run_id": "the run to render (default: the latest)",
+            "compare": "two run ids A,B: per-cell latency ratios B/A with a noise-aware verdict",
+            "threshold": "with --compare: the smallest ratio change that counts (default 0.10)"})
 @user_errors
-def report(c, run_id=""):
+def report(c, run_id="", compare="", threshold=0.10):
     """Render reports/<run-id>/report.md and report.html from a run's results."""
     from toolkit import pipeline
 
+    if compare:
+        pipeline.compare(compare, float(threshold), RESULTS, REPORTS)
+        return
     paths = pipeline.report(run_id or None, RESULTS, REPORTS)
     print(f"report: {paths['md']}\nreport: {paths['html']}")
 

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,12 @@ def invoke_cmd():
         env = dict(os.environ)
         if results is not None:
             env["EDGEREPRO_RESULTS"] = str(results)
+            env["EDGEREPRO_REPORTS"] = str(results / "reports")
         return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+# Screenshots and other files a person may want to look at after a test run.
+ARTIFACTS = Path(os.environ.get("EDGEREPRO_TEST_ARTIFACTS", ROOT / "results" / "test-artifacts"))

@@ -69,12 +69,27 @@ def gpu_description() -> dict[str, Any]:
     return gpu
 
 
+# /proc/device-tree/model fragments -> the device types published claims name.
+_BOARDS = (("Orin", "jetson-orin"), ("Xavier", "jetson-agx-xavier"), ("TX2", "jetson-tx2"),
+           ("Nano", "jetson-nano"), ("Raspberry Pi 4", "raspberry-pi-4"))
+
+
+def device_type() -> str:
+    """What the studies call the hardware: a board name, else '<machine>-generic'."""
+    model = _read("/proc/device-tree/model").strip("\x00\n ")
+    for fragment, name in _BOARDS:
+        if fragment in model:
+            return name
+    return f"{platform.machine()}-generic"
+
+
 def describe_host(repo: Path) -> dict[str, Any]:
     """OS, kernel, CPU, cores, RAM, GPU, Python, package versions and git state of this host."""
     uname = platform.uname()
     meminfo_kib = _field(_read("/proc/meminfo"), "MemTotal") or "0 kB"
     return {
         "hostname": uname.node,
+        "device_type": device_type(),
         "os": _field(_read("/etc/os-release"), "PRETTY_NAME", "=") or platform.platform(),
         "kernel": uname.release,
         "machine": uname.machine,

@@ -104,3 +104,28 @@ def report(run_id: str | None, results_root: Path, reports_root: Path) -> dict[s
 
     store = RunStore.open(results_root, run_id) if run_id else latest_run(results_root)
     return render_report(store.path, reports_root / store.run_id)
+
+
+def compare(runs: str, threshold: float, results_root: Path, reports_root: Path) -> Path:
+    """Compare two runs cell by cell; prints a table and writes compare.md."""
+    from rich.table import Table
+
+    from toolkit.report.compare import compare_runs, write_markdown
+
+    ids = parse_list(runs.replace(" ", ","))
+    if len(ids) != 2:
+        raise UserError(f"--compare takes two run ids A,B, got '{runs}'")
+    a, b = (RunStore.open(results_root, run_id) for run_id in ids)
+    rows = compare_runs(a, b, threshold)
+    table = Table("cell", "p50 A (ms)", "p50 B (ms)", "B/A", "verdict",
+                  title=f"{a.run_id} (A) vs {b.run_id} (B)")
+    for row in rows:
+        table.add_row(row.label, *("–" if v is None else f"{v * 1e3:.3g}"
+                                   for v in (row.p50_a, row.p50_b)),
+                      "–" if row.ratio is None else f"{row.ratio:.3f}", row.verdict)
+    console = Console(soft_wrap=True)
+    console.print(table)
+    path = write_markdown(rows, a, b, threshold,
+                          reports_root / f"compare-{a.run_id}-vs-{b.run_id}" / "compare.md")
+    console.print(f"comparison: {path}")
+    return path

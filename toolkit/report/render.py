@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from toolkit import units
-from toolkit.report import charts
+from toolkit.report import charts, claims
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -97,6 +97,7 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
 
     context = {
         "run": _run_info(manifest, cells),
+        "verdicts": _verdicts(manifest, run_dir, cells),
         "experiments": [
             _experiment(name, manifest, cells, metrics, out_dir)
             for name in _experiment_names(manifest, cells)
@@ -119,6 +120,31 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
         text = env.get_template(f"report.{kind}.j2").render(**context)
         path.write_text(text, encoding="utf-8", newline="\n")
     return paths
+
+
+def _verdicts(manifest: dict, run_dir: Path, cells: pl.DataFrame) -> dict[str, Any]:
+    """Every published claim's verdict on this run, and counts per verdict."""
+    records_path = run_dir / "records.parquet"
+    records = (pl.read_parquet(records_path) if records_path.exists()
+               else pl.DataFrame(schema={"cell_id": pl.String, "metric": pl.String,
+                                         "value": pl.Float64}))
+    rows, all_cells = claims.run_rows(cells, records)
+    environment = manifest.get("environment", {})
+    verdicts = claims.evaluate_all(claims.load_publications(), rows, all_cells,
+                                   manifest.get("profile", "smoke"),
+                                   environment.get("device_type", "unknown"))
+    counts: dict[str, int] = {}
+    for verdict in verdicts:
+        counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+    return {
+        "summary": ", ".join(f"{n} {name}" for name, n in counts.items()) or "no claims",
+        "rows": [{"id": v.claim.id, "source": v.source.key, "statement": v.claim.statement,
+                  "expected": v.expected_text(), "observed": v.observed_text(), "n": v.n,
+                  "verdict": v.verdict, "css": v.verdict.replace(" ", "-"), "reason": v.reason}
+                 for v in verdicts],
+        "sources": [{"key": p.source.key, "citation": p.source.citation, "url": p.source.url,
+                     "notes": p.source.notes} for p in claims.load_publications()],
+    }
 
 
 def _jinja() -> Environment:
