@@ -25,6 +25,7 @@ def test_store_tables_and_finished_cells(tmp_path):
     cells = pl.read_parquet(store.path / "cells.parquet")
     assert sorted(cells["status"].to_list()) == ["failed", "ok"]
     assert pl.read_parquet(store.path / "samples.parquet").height == 2
+    assert pl.read_csv(store.path / "records.csv").equals(records)
     store.save_cell(_payload("b", "not run"))
     store.save_cell(_payload("c", "ok", 0.02))
     assert store.is_complete()

@@ -29,9 +29,12 @@ def write_json_atomically(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
-def _write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
+def _write_table_atomically(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    frame.write_parquet(tmp)
+    if path.suffix == ".csv":
+        frame.write_csv(tmp)
+    else:
+        frame.write_parquet(tmp)
     os.replace(tmp, path)
 
 
@@ -95,11 +98,14 @@ class RunStore:
         write_json_atomically(self.cells_dir / f"{payload['cell_id']}.json", payload)
 
     def rebuild_tables(self) -> None:
-        """cells.parquet, records.parquet and samples.parquet from the per-cell files."""
+        """cells, records (Parquet and CSV) and samples (Parquet) from the per-cell files."""
         cells, records, samples = [], [], []
-        for cell_id, payload in self.cell_results().items():
+        results = self.cell_results()
+        present = {name for payload in results.values() for name in payload["coords"]}
+        coordinates = [name for name in COORDINATES if name in present]
+        for cell_id, payload in results.items():
             key = {"run_id": self.run_id, "cell_id": cell_id, "experiment": payload["experiment"]}
-            key |= {name: payload["coords"].get(name) for name in COORDINATES}
+            key |= {name: payload["coords"].get(name) for name in coordinates}
             cells.append(key | {name: payload[name] for name in (
                 "status", "reason", "runner", "started_at", "wall_s")})
             records += [key | {"metric": m, "value": float(v), "unit": u}
@@ -108,10 +114,9 @@ class RunStore:
                 samples += [{"run_id": self.run_id, "cell_id": cell_id, "metric": metric,
                              "i": i, "value": float(v), "unit": series["unit"]}
                             for i, v in enumerate(series["values"])]
-        schema_keys = {"run_id": pl.String, "cell_id": pl.String, "experiment": pl.String,
-                       "model": pl.String, "method": pl.String, "scale": pl.Float64,
-                       "framework": pl.String, "device": pl.String, "precision": pl.String,
-                       "batch": pl.Int64}
+        polars_types = {str: pl.String, float: pl.Float64, int: pl.Int64}
+        schema_keys = {"run_id": pl.String, "cell_id": pl.String, "experiment": pl.String}
+        schema_keys |= {name: polars_types[COORDINATES[name]] for name in coordinates}
         tables = {
             "cells": (cells, schema_keys | {"status": pl.String, "reason": pl.String,
                                             "runner": pl.String, "started_at": pl.String,
@@ -123,8 +128,10 @@ class RunStore:
                                   "unit": pl.String}),
         }
         for name, (rows, schema) in tables.items():
-            _write_parquet_atomically(pl.DataFrame(rows, schema=schema),
-                                      self.path / f"{name}.parquet")
+            frame = pl.DataFrame(rows, schema=schema)
+            _write_table_atomically(frame, self.path / f"{name}.parquet")
+            if name != "samples":  # CSV copies for spreadsheets; samples stay Parquet only
+                _write_table_atomically(frame, self.path / f"{name}.csv")
 
 
 def list_runs(root: Path) -> list[RunStore]:

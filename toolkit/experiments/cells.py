@@ -11,8 +11,9 @@ from typing import Any
 from toolkit.device import models
 from toolkit.experiments.spec import ResolvedExperiment
 
-# The coordinates of a cell, in display order: one place for this list.
-COORDINATES = ("model", "method", "scale", "framework", "device", "precision", "batch")
+# Every coordinate any experiment kind has, with its type, in display order: one place for these.
+COORDINATES: dict[str, type] = {"model": str, "method": str, "scale": float, "framework": str,
+                                "device": str, "precision": str, "freeze": int, "batch": int}
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -40,9 +41,15 @@ class Cell:
                 "settings": self.settings, "protocol": self.protocol}
 
     def label(self) -> str:
-        c = self.coords
-        return (f"{c['model']} {c['method']} {c['scale']:g} {c['framework']} {c['device']} "
-                f"{c['precision']} b{c['batch']}")
+        parts = []
+        for name, value in self.coords.items():
+            if name == "batch":
+                parts.append(f"b{value}")
+            elif name == "freeze":
+                parts.append(f"freeze{value}")
+            else:
+                parts.append(f"{value:g}" if isinstance(value, float) else str(value))
+        return " ".join(parts)
 
 
 def resolve_widths(model: str, method: str, scale: float, mode: str, classes: int) -> list[int]:
@@ -54,18 +61,29 @@ def resolve_widths(model: str, method: str, scale: float, mode: str, classes: in
     return models.scale_widths(model, scale)
 
 
+def _cell_settings(kind: str, base: dict[str, Any], coords: dict[str, Any]) -> dict[str, Any]:
+    """The settings one cell runs with, including the width list of its model."""
+    if kind == "inference":
+        widths = resolve_widths(coords["model"], coords["method"], coords["scale"],
+                                base["scaling_mode"], base["classes"])
+    else:  # training retrains the full-width model
+        widths = models.full_widths(coords["model"])
+    return dict(base, model=coords["model"], widths=widths)
+
+
 def expand(experiment: ResolvedExperiment) -> list[Cell]:
     """Every grid combination as a cell, settings resolved for this machine."""
     grid = experiment.grid.model_dump()
-    base = experiment.settings.model_dump()
+    base = experiment.settings.model_dump(mode="json")
     base["threads"] = base["threads"] or os.cpu_count() or 1
-    base["input_shape"] = list(base["input_shape"])
+    axes = list(grid)
+    unknown = [axis for axis in axes if axis not in COORDINATES]
+    if unknown:
+        raise ValueError(f"grid axes without a declared coordinate type: {unknown}")
     cells = []
-    for values in itertools.product(*(grid[name] for name in COORDINATES)):
-        coords = dict(zip(COORDINATES, values, strict=True))
-        settings = dict(base, model=coords["model"], widths=resolve_widths(
-            coords["model"], coords["method"], coords["scale"], base["scaling_mode"],
-            base["classes"]))
-        cells.append(Cell(experiment.name, experiment.kind, coords, settings,
+    for values in itertools.product(*(grid[name] for name in axes)):
+        coords = dict(zip(axes, values, strict=True))
+        cells.append(Cell(experiment.name, experiment.kind, coords,
+                          _cell_settings(experiment.kind, base, coords),
                           experiment.measure.model_dump()))
     return cells

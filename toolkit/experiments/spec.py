@@ -1,4 +1,8 @@
-"""Experiment specs: TOML files validated into typed objects; profiles scale one experiment."""
+"""Experiment specs: TOML files validated into typed objects; profiles scale one experiment.
+
+Each experiment kind (inference, training) has its own grid (the coordinates of its cells) and
+settings; both are validated strictly so a typo is an error naming the bad key or value.
+"""
 from __future__ import annotations
 
 import tomllib
@@ -15,6 +19,8 @@ PROFILES = ("smoke", "quick", "paper")
 
 Framework = Literal["onnxruntime", "pytorch", "onnxruntime-training", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16"]
+Device = Literal["cpu", "cuda"]
+PositiveInts = list[Annotated[int, Field(ge=1)]]
 
 
 class _Strict(BaseModel):
@@ -32,18 +38,10 @@ class MeasureProtocol(_Strict):
     max_cv: float = Field(0.25, gt=0)
 
 
-class Grid(_Strict):
-    """The axes a cell is a point of; every combination becomes one cell."""
+class _Grid(_Strict):
+    """The axes a cell is a point of; every combination becomes one cell, in field order."""
 
-    model: list[str] = Field(min_length=1)
-    method: list[Literal["uniform"]] = Field(min_length=1)
-    scale: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1)
-    framework: list[Framework] = Field(min_length=1)
-    device: list[Literal["cpu", "cuda"]] = Field(min_length=1)
-    precision: list[Precision] = Field(min_length=1)
-    batch: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
-
-    @field_validator("model")
+    @field_validator("model", check_fields=False)
     @classmethod
     def _known_models(cls, models: list[str]) -> list[str]:
         for name in models:
@@ -52,18 +50,60 @@ class Grid(_Strict):
         return models
 
 
-class Settings(_Strict):
-    """Fixed per-experiment parameters, recorded with every cell."""
+class InferenceGrid(_Grid):
+    model: list[str] = Field(min_length=1)
+    method: list[Literal["uniform"]] = Field(min_length=1)
+    scale: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1)
+    framework: list[Framework] = Field(min_length=1)
+    device: list[Device] = Field(min_length=1)
+    precision: list[Precision] = Field(min_length=1)
+    batch: PositiveInts = Field(min_length=1)
 
+
+class TrainingGrid(_Grid):
+    model: list[str] = Field(min_length=1)
+    framework: list[Framework] = Field(min_length=1)
+    device: list[Device] = Field(min_length=1)
+    precision: list[Precision] = Field(min_length=1)
+    freeze: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    batch: PositiveInts = Field(min_length=1)
+
+
+class _Settings(_Strict):
     classes: Literal[10, 100] = 10
-    scaling_mode: Literal["width", "params"] = "width"
     threads: int = Field(0, ge=0, description="intra-op threads; 0 = every core of the machine")
+    seed: int = 0
+    timeout_seconds: float = Field(600.0, gt=0)
+
+
+class InferenceSettings(_Settings):
+    """Fixed parameters of an inference experiment, recorded with every cell."""
+
+    scaling_mode: Literal["width", "params"] = "width"
     cpu_mem_arena: bool = True
     mem_pattern: bool = True
-    seed: int = 0
     opset: int = Field(17, ge=7, le=21)
     input_shape: tuple[int, int, int] = (3, 32, 32)
-    timeout_seconds: float = Field(600.0, gt=0)
+
+
+class TrainingSettings(_Settings):
+    """Fixed parameters of a training experiment, recorded with every cell."""
+
+    dataset: Literal["synthetic", "digits", "cifar10", "cifar100"] = "synthetic"
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    epochs: int = Field(0, ge=0, description="0: timing only, no accuracy")
+    train_size: int = Field(50000, ge=1, description="images per epoch, for the epoch estimate")
+    channels_last: bool = False
+    opset: int = Field(17, ge=7, le=21)
+
+
+KINDS: dict[str, tuple[type[_Grid], type[_Settings]]] = {
+    "inference": (InferenceGrid, InferenceSettings),
+    "training": (TrainingGrid, TrainingSettings),
+}
 
 
 class Profile(_Strict):
@@ -77,10 +117,10 @@ class Profile(_Strict):
 class ExperimentSpec(_Strict):
     name: str
     description: str
-    kind: Literal["inference"]
+    kind: Literal["inference", "training"]
     reproduces: str = ""
-    grid: Grid
-    settings: Settings = Settings()
+    grid: dict[str, list]
+    settings: dict[str, object] = {}
     profiles: dict[Literal["smoke", "quick", "paper"], Profile]
 
     @field_validator("profiles")
@@ -101,8 +141,8 @@ class ResolvedExperiment(_Strict):
     kind: str
     reproduces: str
     profile: str
-    grid: Grid
-    settings: Settings
+    grid: InferenceGrid | TrainingGrid
+    settings: InferenceSettings | TrainingSettings
     measure: MeasureProtocol
 
 
@@ -117,6 +157,19 @@ def describe_validation_error(error: ValidationError, source: str, prefix: str =
     return f"{source}: {where}: {message}{got}{more}"
 
 
+def _validated(spec: ExperimentSpec, profile: str, grid: dict, settings: dict, source: str,
+               ) -> dict[str, _Strict]:
+    grid_model, settings_model = KINDS[spec.kind]
+    validated = {}
+    for part, model, values in (("grid", grid_model, grid), ("settings", settings_model,
+                                                              settings)):
+        try:
+            validated[part] = model.model_validate(values)
+        except ValidationError as error:
+            raise UserError(describe_validation_error(error, source, prefix=f"{part}.")) from None
+    return validated
+
+
 def load_spec(path: Path) -> ExperimentSpec:
     try:
         data = tomllib.loads(path.read_text())
@@ -125,9 +178,11 @@ def load_spec(path: Path) -> ExperimentSpec:
     except OSError as error:
         raise UserError(f"{path}: cannot read experiment spec: {error.strerror}") from None
     try:
-        return ExperimentSpec.model_validate(data)
+        spec = ExperimentSpec.model_validate(data)
     except ValidationError as error:
         raise UserError(describe_validation_error(error, path.name)) from None
+    _validated(spec, "base", spec.grid, spec.settings, path.name)  # the base spec alone is valid
+    return spec
 
 
 def available_experiments() -> dict[str, Path]:
@@ -148,19 +203,19 @@ def find_spec(name: str) -> ExperimentSpec:
 
 def resolve(spec: ExperimentSpec, profile: str, overrides: dict[str, list] | None = None,
             ) -> ResolvedExperiment:
-    """Apply a profile (and command-line grid overrides) to a spec; validates the result."""
+    """Apply a profile (and command-line grid overrides) to a spec; validates the result.
+
+    Overrides of axes this experiment does not have are ignored, so `--batch 1` can restrict
+    several experiments at once.
+    """
     if profile not in PROFILES:
         raise UserError(f"unknown profile '{profile}'; valid: {', '.join(PROFILES)}")
     chosen = spec.profiles[profile]
-    grid = spec.grid.model_dump() | chosen.grid | (overrides or {})
-    settings = spec.settings.model_dump() | chosen.settings
-    validated = {}
-    for part, model, values in (("grid", Grid, grid), ("settings", Settings, settings)):
-        try:
-            validated[part] = model.model_validate(values)
-        except ValidationError as error:
-            raise UserError(describe_validation_error(
-                error, f"{spec.name} (profile {profile})", prefix=f"{part}.")) from None
+    axes = KINDS[spec.kind][0].model_fields
+    relevant = {key: value for key, value in (overrides or {}).items() if key in axes}
+    grid = spec.grid | chosen.grid | relevant
+    settings = spec.settings | chosen.settings
+    validated = _validated(spec, profile, grid, settings, f"{spec.name} (profile {profile})")
     return ResolvedExperiment(
         name=spec.name, description=spec.description, kind=spec.kind, reproduces=spec.reproduces,
         profile=profile, measure=chosen.measure, **validated)

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from toolkit.device.measure.stats import nearest_rank
+from toolkit.experiments.cells import COORDINATES
 from toolkit.results import RunStore
 
 NO_CHANGE, SLOWER, FASTER = "no change", "slower", "faster"
@@ -40,7 +41,7 @@ def _quartiles(store: RunStore, metric: str) -> dict[str, tuple[float, float, fl
 
 def _labels(store: RunStore) -> dict[str, str]:
     cells = pl.read_parquet(store.path / "cells.parquet")
-    names = ("model", "method", "scale", "framework", "device", "precision", "batch")
+    names = [name for name in COORDINATES if name in cells.columns]
     return {row["cell_id"]: " ".join(f"{row[n]:g}" if isinstance(row[n], float) else str(row[n])
                                      for n in names if n in row)
             for row in cells.iter_rows(named=True)}

@@ -18,12 +18,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from toolkit import units
+from toolkit.experiments.cells import COORDINATES
 from toolkit.report import charts, claims
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 # Coordinates in display order; any other cells.parquet column not in BOOKKEEPING is shown too.
-COORDS = ("model", "method", "scale", "batch", "framework", "device", "precision")
+COORDS = tuple(COORDINATES)
 BOOKKEEPING = {
     "run_id",
     "cell_id",
@@ -38,6 +39,8 @@ RAW_FILES = (
     ("records.parquet", "one measured value per row (metric, value, SI unit) with coordinates"),
     ("cells.parquet", "one row per cell: coordinates, status and reason"),
     ("samples.parquet", "every raw latency sample"),
+    ("records.csv", "the records as CSV, for spreadsheets"),
+    ("cells.csv", "the cells as CSV"),
     ("manifest.json", "resolved specs and environment"),
 )
 
