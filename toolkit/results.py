@@ -106,8 +106,8 @@ class RunStore:
         for cell_id, payload in results.items():
             key = {"run_id": self.run_id, "cell_id": cell_id, "experiment": payload["experiment"]}
             key |= {name: payload["coords"].get(name) for name in coordinates}
-            cells.append(key | {name: payload[name] for name in (
-                "status", "reason", "runner", "started_at", "wall_s")})
+            cells.append(key | {name: payload.get(name, "") for name in (
+                "status", "reason", "runner", "started_at", "wall_s", "image", "image_digest")})
             records += [key | {"metric": m, "value": float(v), "unit": u}
                         for m, v, u in payload["records"]]
             for metric, series in payload.get("samples", {}).items():
@@ -120,7 +120,8 @@ class RunStore:
         tables = {
             "cells": (cells, schema_keys | {"status": pl.String, "reason": pl.String,
                                             "runner": pl.String, "started_at": pl.String,
-                                            "wall_s": pl.Float64}),
+                                            "wall_s": pl.Float64, "image": pl.String,
+                                            "image_digest": pl.String}),
             "records": (records, schema_keys | {"metric": pl.String, "value": pl.Float64,
                                                 "unit": pl.String}),
             "samples": (samples, {"run_id": pl.String, "cell_id": pl.String,

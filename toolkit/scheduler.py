@@ -72,7 +72,10 @@ def _payload(cell: Cell, runner: Runner, started_at: str, outcome: JobOutcome | 
         "cell_id": cell.id, "experiment": cell.experiment, "kind": cell.kind,
         "coords": cell.coords, "settings": cell.settings, "protocol": cell.protocol,
         "runner": runner.name, "started_at": started_at, "records": [], "samples": {},
+        "image": "", "image_id": "", "image_digest": "",
     }
+    if hasattr(runner, "image_identity"):  # container runners: which image measured the cell
+        payload |= runner.image_identity(cell.coords["framework"])
     result = outcome.result if outcome else None
     if result is None:
         payload |= {"status": "failed", "reason": reason or outcome.failure_reason()}
@@ -86,7 +89,7 @@ def _payload(cell: Cell, runner: Runner, started_at: str, outcome: JobOutcome | 
     if outcome is not None:
         payload |= {"exit_code": outcome.exit_code, "wall_s": outcome.wall_s,
                     "log_tail": outcome.log_tail}
-        if payload["status"] in ("ok", "invalid"):
+        if payload["status"] in ("ok", "invalid") and outcome.peak_rss_kernel is not None:
             payload["records"].append(["rss_peak_kernel", float(outcome.peak_rss_kernel), "B"])
     else:
         payload |= {"exit_code": None, "wall_s": 0.0, "log_tail": ""}

@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 
+from toolkit.device.measure import memory
 from toolkit.device.results import NotRun
 
 # kind -> framework -> "module:function"; modules are imported only when their job runs.
@@ -55,6 +56,11 @@ def execute(job):
         traceback.print_exc()
         result = {"status": "failed", "reason": "{}: {}".format(type(error).__name__, error)}
     result.setdefault("records", [])
+    if os.environ.get("EDGEREPRO_CONTAINER") and result["status"] in ("ok", "invalid"):
+        # Alone in its container, the job's cgroup peak is the container's runtime memory.
+        peak = memory.cgroup_peak_bytes()
+        if peak is not None:
+            result["records"].append(("cgroup_memory_peak", float(peak), "B"))
     result.setdefault("versions", {})
     result["versions"]["python"] = platform.python_version()
     result["job_seconds"] = time.time() - started

@@ -34,6 +34,8 @@ BOOKKEEPING = {
     "runner",
     "started_at",
     "wall_s",
+    "image",
+    "image_digest",
 }
 RAW_FILES = (
     ("records.parquet", "one measured value per row (metric, value, SI unit) with coordinates"),

@@ -14,9 +14,10 @@ class JobOutcome:
     result: dict[str, Any] | None  # the RESULT.json, None when the process died before writing it
     exit_code: int  # negative: killed by that signal (-9 is also how the OOM killer ends it)
     timed_out: bool
-    peak_rss_kernel: int  # bytes, from the kernel's accounting of the child (wait4)
+    peak_rss_kernel: int | None  # bytes, from the kernel's accounting of the child (wait4)
     wall_s: float
     log_tail: str
+    oom_killed: bool = False  # known for certain only where the runner can tell (containers)
 
     def failure_reason(self) -> str | None:
         """Why the job produced no result, or None when it did."""
@@ -24,6 +25,8 @@ class JobOutcome:
             return None
         if self.timed_out:
             return f"timed out after {self.wall_s:.0f} s"
+        if self.oom_killed:
+            return "OOM-killed: over its memory limit"
         if self.exit_code == -9:
             return "killed by SIGKILL (out of memory?)"
         if self.exit_code < 0:

@@ -1,6 +1,7 @@
 """Process memory from the kernel: peak RSS (ru_maxrss), not a sampler."""
 import resource
 import sys
+from typing import Optional
 
 
 def _maxrss_to_bytes(maxrss):
@@ -24,3 +25,21 @@ def current_rss_bytes():
     except (OSError, IndexError, ValueError):
         return 0
     return pages * resource.getpagesize()
+
+
+# Peak memory of this process's cgroup: in a container, the container's own (cgroup namespace).
+_CGROUP_PEAK_FILES = (
+    "/sys/fs/cgroup/memory.peak",  # cgroup v2 (kernel >= 5.19)
+    "/sys/fs/cgroup/memory/memory.max_usage_in_bytes",  # cgroup v1
+)
+
+
+def cgroup_peak_bytes() -> Optional[int]:
+    """High-water mark of the cgroup's memory (page cache included), or None if unreadable."""
+    for path in _CGROUP_PEAK_FILES:
+        try:
+            with open(path) as handle:
+                return int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+    return None
