@@ -77,3 +77,29 @@ def test_ctrl_c_keeps_finished_cells_and_the_rerun_measures_only_the_rest(tmp_pa
     after = {p.name: p.read_bytes() for p in tmp_path.glob("*/cells/*.json")}
     assert len(after) == 4
     assert all(after[name] == content for name, content in done_before.items())
+
+
+@pytest.mark.slow
+def test_neuralscale_and_uniform_end_to_end(invoke_cmd, tmp_path):
+    spec = DATA / "tiny_scaling.toml"
+    done = invoke_cmd("run", "--experiment", str(spec), results=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("[ok]") == 4, done.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name not in ("cache", "reports")]
+    cells = {(c["coords"]["method"], c["coords"]["scale"]): c for c in (
+        json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json"))}
+    for (method, scale), cell in cells.items():
+        values = {m: v for m, v, _ in cell["records"]}
+        assert 0 <= values["accuracy"] <= 1 and values["params"] > 0
+        assert cell["settings"]["widths"], (method, scale)  # resolved, also for NeuralScale
+    # NeuralScale lands within 1 % of the uniform model's parameter count (width mode).
+    for scale in (0.25, 0.5):
+        ns = {m: v for m, v, _ in cells[("neuralscale", scale)]["records"]}["params"]
+        uniform = {m: v for m, v, _ in cells[("uniform", scale)]["records"]}["params"]
+        assert abs(ns / uniform - 1) <= 0.01
+    (artifact,) = (tmp_path / "cache" / "neuralscale").glob("*.json")
+    assert "final_fit" in json.loads(artifact.read_text())
+    report = invoke_cmd("report", results=tmp_path)
+    assert report.returncode == 0, report.stderr
+    md = next((tmp_path / "reports").glob("*/report.md")).read_text()
+    assert "NeuralScale ÷ uniform at equal scale" in md

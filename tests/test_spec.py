@@ -6,12 +6,19 @@ from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import expand
 
 
-def test_shipped_scaling_spec_expands_into_four_vgg11_cells():
+def test_shipped_scaling_spec_expands_both_methods_for_vgg11_in_smoke():
     resolved = specs.resolve(specs.find_spec("scaling-inference"), "smoke")
     cells = expand(resolved)
-    assert [c.coords["scale"] for c in cells] == [0.25, 0.5, 0.75, 1.0]
+    scales = (0.25, 0.5, 0.75, 1.0)
+    assert [(c.coords["method"], c.coords["scale"]) for c in cells] == [
+        (method, scale) for method in ("uniform", "neuralscale") for scale in scales]
     assert {c.coords["model"] for c in cells} == {"vgg11"}
-    assert len({c.id for c in cells}) == 4
+    assert len({c.id for c in cells}) == 8
+    # Uniform widths are known now; NeuralScale's come from the search artifact.
+    assert all((c.settings["widths"] is None) == (c.coords["method"] == "neuralscale")
+               for c in cells)
+    paper = expand(specs.resolve(specs.find_spec("scaling-inference"), "paper"))
+    assert len(paper) == 32 and paper[0].settings["scaling_mode"] == "params"
 
 
 def test_every_profile_resolves():
@@ -37,6 +44,8 @@ def test_cell_ids_are_stable_and_change_with_the_config():
      "unknown model 'vgg12'; valid: mobilenetv2, preact_resnet18, resnet50, vgg11, vgg16"),
     (lambda: specs.resolve(specs.load_spec(TINY_SPEC), "smoke", {"batch": [-4]}),
      "grid.batch.0: Input should be greater than or equal to 1 (got -4)"),
+    (lambda: specs.resolve(specs.load_spec(TINY_SPEC), "smoke", {"method": ["pruned"]}),
+     "grid.method.0: Input should be 'uniform' or 'neuralscale' (got 'pruned')"),
 ])
 def test_bad_input_is_one_line_naming_the_value_and_the_choices(call, fragment):
     with pytest.raises(UserError) as error:
@@ -52,7 +61,7 @@ def test_malformed_and_invalid_toml(tmp_path):
         specs.load_spec(broken)
     wrong = tmp_path / "wrong.toml"
     wrong.write_text(TINY_SPEC.read_text().replace('method = ["uniform"]', 'method = ["magic"]'))
-    expected = r"grid.method.0: Input should be 'uniform' \(got 'magic'\)"
+    expected = r"grid.method.0: Input should be 'uniform' or 'neuralscale' \(got 'magic'\)"
     with pytest.raises(UserError, match=expected):
         specs.load_spec(wrong)
     unknown_key = tmp_path / "extra.toml"

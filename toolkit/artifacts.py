@@ -1,6 +1,14 @@
-"""Artifacts that cells consume (ONNX exports), cached by the hash of what defines them."""
+"""Preparation of what a cell consumes, each piece cached by the hash of what defines it.
+
+For an inference cell, in order: the NeuralScale search (method neuralscale: its JSON artifact
+gives the widths), the accuracy training of the cell's architecture (when the experiment asks for
+accuracy) and the ONNX export. Each is a device-side job run by the same runner as the cells; a
+piece already in the cache is not made again, so runs resume and share work.
+"""
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,20 +17,82 @@ from toolkit.experiments.cells import Cell, stable_hash
 # Frameworks whose inference cells load an ONNX export of the cell's model.
 ONNX_CONSUMERS = ("onnxruntime", "tensorrt")
 
-
-def onnx_export_job(cell: Cell, cache_root: Path) -> dict[str, Any]:
-    """The export job for a cell's model; its output path is unique to the export's inputs."""
-    settings = {name: cell.settings[name] for name in ("model", "widths", "classes", "seed",
-                                                       "opset")}
-    coords = {"framework": "pytorch", "batch": cell.coords["batch"]}
-    key = stable_hash({"settings": settings, "coords": coords})
-    path = cache_root / "onnx" / f"{settings['model']}-b{coords['batch']}-{key}.onnx"
-    return {"kind": "export_onnx", "coords": coords, "settings": settings,
-            "artifacts": {"onnx": str(path)}, "key": key}
+Record = tuple[str, float, str]
+# Runs one preparation job; returns None on success or the reason it failed.
+JobRunner = Callable[[str, dict[str, Any], float], str | None]
 
 
-def jobs_for(cell: Cell, cache_root: Path) -> dict[str, dict[str, Any]]:
-    """Artifact name -> the job that makes it, for what this cell needs."""
-    if cell.kind == "inference" and cell.coords["framework"] in ONNX_CONSUMERS:
-        return {"onnx": onnx_export_job(cell, cache_root)}
-    return {}
+class PreparationFailed(Exception):
+    """A preparation job failed: the cell is recorded as failed with this reason."""
+
+
+def _job(kind: str, settings: dict[str, Any], coords: dict[str, Any], name: str,
+         cache_root: Path, suffix: str) -> dict[str, Any]:
+    key = stable_hash({"kind": kind, "settings": settings, "coords": coords})
+    path = cache_root / name / f"{settings['model']}-{key}{suffix}"
+    return {"kind": kind, "coords": coords, "settings": settings,
+            "artifacts": {name: str(path)}, "key": key}
+
+
+def search_job(cell: Cell, cache_root: Path) -> dict[str, Any]:
+    settings = {name: cell.settings[name] for name in ("model", "classes", "dataset", "seed",
+                                                       "neuralscale")}
+    return _job("neuralscale_search", settings, {"framework": "pytorch"}, "neuralscale",
+                cache_root, ".json")
+
+
+def accuracy_job(cell: Cell, widths: list[int], cache_root: Path) -> dict[str, Any]:
+    settings = {name: cell.settings[name] for name in ("model", "classes", "dataset", "seed",
+                                                       "accuracy_training")}
+    return _job("train_accuracy", settings | {"widths": widths}, {"framework": "pytorch"},
+                "accuracy", cache_root, ".json")
+
+
+def onnx_export_job(cell: Cell, widths: list[int], cache_root: Path) -> dict[str, Any]:
+    settings = {name: cell.settings[name] for name in ("model", "classes", "seed", "opset")}
+    return _job("export_onnx", settings | {"widths": widths},
+                {"framework": "pytorch", "batch": cell.coords["batch"]}, "onnx", cache_root,
+                ".onnx")
+
+
+def _ensure(job: dict[str, Any], run: JobRunner, timeout: float) -> Path:
+    (name, target), = job["artifacts"].items()
+    path = Path(target)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reason = run(f"{name}-{job['key']}", job, timeout)
+        if reason is not None:
+            raise PreparationFailed(f"{job['kind']}: {reason}")
+        if not path.is_file():
+            raise PreparationFailed(f"{job['kind']}: finished without writing {path.name}")
+    return path
+
+
+def neuralscale_widths(artifact_path: Path, cell: Cell) -> list[int]:
+    from toolkit.device.scaling.neuralscale import load_artifact, widths_for_ratio
+
+    artifact = load_artifact(str(artifact_path))
+    solved = widths_for_ratio(artifact, cell.coords["scale"], cell.settings["scaling_mode"])
+    return list(solved["widths"])
+
+
+def prepare(cell: Cell, cache_root: Path, run: JobRunner,
+            ) -> tuple[dict[str, Any], dict[str, str], list[Record]]:
+    """(the cell's settings with its widths, artifact paths for the job, records made here)."""
+    settings, paths, records = dict(cell.settings), {}, []
+    if cell.kind != "inference":
+        return settings, paths, records
+    timeout = cell.settings["prepare_timeout_seconds"]
+    if settings.get("widths") is None:  # NeuralScale: the search decides the widths
+        artifact = _ensure(search_job(cell, cache_root), run, timeout)
+        settings["widths"] = neuralscale_widths(artifact, cell)
+        paths["neuralscale"] = str(artifact)
+    if settings.get("accuracy_training"):
+        result_path = _ensure(accuracy_job(cell, settings["widths"], cache_root), run, timeout)
+        trained = json.loads(result_path.read_text())
+        records.append(("accuracy", float(trained["max_test_acc"]), "ratio"))
+        records.append(("accuracy_final", float(trained["final_test_acc"]), "ratio"))
+    if cell.coords["framework"] in ONNX_CONSUMERS:
+        paths["onnx"] = str(_ensure(onnx_export_job(cell, settings["widths"], cache_root), run,
+                                    timeout))
+    return settings, paths, records

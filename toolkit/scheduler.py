@@ -38,39 +38,33 @@ class RunSummary:
         return ", ".join(parts) or "nothing to do"
 
 
-def analytic_records(cell: Cell) -> list[tuple[str, float, str]]:
+def analytic_records(settings: dict[str, Any]) -> list[tuple[str, float, str]]:
     """Closed-form size and cost of the cell's model (computed, not measured)."""
-    model, widths, classes = cell.settings["model"], cell.settings["widths"], \
-        cell.settings["classes"]
+    model, widths, classes = settings["model"], settings["widths"], settings["classes"]
     return [("params", float(models.count_params(model, widths, classes)), "count"),
             ("macs", float(models.count_macs(model, widths, classes)), "MAC")]
 
 
-def _ensure_artifacts(cell: Cell, store: RunStore, runner: Runner, cache_root: Path,
-                      ) -> tuple[dict[str, str], str | None]:
-    """Paths of the cell's artifacts, making missing ones; or the reason they could not be made."""
-    paths = {}
-    for name, job in artifacts.jobs_for(cell, cache_root).items():
-        target = Path(job["artifacts"][name])
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            outcome = runner.run_job(job, store.jobs_dir / f"{name}-{job['key']}",
-                                     store.logs_dir / f"{name}-{job['key']}.log",
-                                     timeout=cell.settings["timeout_seconds"])
-            reason = outcome.failure_reason()
-            if reason is None and outcome.result["status"] != "ok":
-                reason = f"{outcome.result['status']}: {outcome.result['reason']}"
-            if reason is not None:
-                return {}, f"{name} artifact: {reason}"
-        paths[name] = str(target)
-    return paths, None
+def preparation_runner(runner: Runner, store: RunStore) -> artifacts.JobRunner:
+    """Runs preparation jobs through the cells' runner, logging beside the cells."""
+
+    def run(name: str, job: dict[str, Any], timeout: float) -> str | None:
+        outcome = runner.run_job(job, store.jobs_dir / name, store.logs_dir / f"{name}.log",
+                                 timeout=timeout)
+        reason = outcome.failure_reason()
+        if reason is None and outcome.result["status"] != "ok":
+            reason = f"{outcome.result['status']}: {outcome.result['reason']}"
+        return reason
+
+    return run
 
 
-def _payload(cell: Cell, runner: Runner, started_at: str, outcome: JobOutcome | None,
+def _payload(cell: Cell, runner: Runner, started_at: str, settings: dict[str, Any],
+             prepared: list[tuple[str, float, str]], outcome: JobOutcome | None,
              reason: str | None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "cell_id": cell.id, "experiment": cell.experiment, "kind": cell.kind,
-        "coords": cell.coords, "settings": cell.settings, "protocol": cell.protocol,
+        "coords": cell.coords, "settings": settings, "protocol": cell.protocol,
         "runner": runner.name, "started_at": started_at, "records": [], "samples": {},
         "image": "", "image_id": "", "image_digest": "",
     }
@@ -80,10 +74,9 @@ def _payload(cell: Cell, runner: Runner, started_at: str, outcome: JobOutcome | 
     if result is None:
         payload |= {"status": "failed", "reason": reason or outcome.failure_reason()}
     else:
-        payload |= {key: result.get(key) for key in ("status", "reason", "samples", "settings",
-                                                      "versions", "timing")}
-        payload["backend_settings"] = payload.pop("settings") or {}
-        payload["settings"] = cell.settings
+        payload |= {key: result.get(key) for key in ("status", "reason", "samples", "versions",
+                                                      "timing")}
+        payload["backend_settings"] = result.get("settings") or {}
         payload["samples"] = payload["samples"] or {}
         payload["records"] = [list(r) for r in result["records"]]
     if outcome is not None:
@@ -94,7 +87,7 @@ def _payload(cell: Cell, runner: Runner, started_at: str, outcome: JobOutcome | 
     else:
         payload |= {"exit_code": None, "wall_s": 0.0, "log_tail": ""}
     if payload["status"] in ("ok", "invalid"):
-        payload["records"] += [list(r) for r in analytic_records(cell)]
+        payload["records"] += [list(r) for r in prepared + analytic_records(settings)]
     return payload
 
 
@@ -117,19 +110,23 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
     summary.skipped = len(cells) - len(pending)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    run_preparation = preparation_runner(runner, store)
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("cells", total=len(pending), status="")
         for cell in pending:
             progress.update(task, description=cell.label())
             started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            paths, reason = _ensure_artifacts(cell, store, runner, cache_root)
-            outcome = None
+            outcome, reason, settings, prepared = None, None, cell.settings, []
+            try:
+                settings, paths, prepared = artifacts.prepare(cell, cache_root, run_preparation)
+            except artifacts.PreparationFailed as failure:
+                reason = str(failure)
             if reason is None:
-                job = cell.definition() | {"artifacts": paths}
+                job = cell.definition() | {"settings": settings, "artifacts": paths}
                 outcome = runner.run_job(job, store.jobs_dir / cell.id,
                                          store.logs_dir / f"{cell.id}.log",
                                          timeout=cell.settings["timeout_seconds"])
-            payload = _payload(cell, runner, started_at, outcome, reason)
+            payload = _payload(cell, runner, started_at, settings, prepared, outcome, reason)
             store.save_cell(payload)
             store.rebuild_tables()
             summary.add(payload["status"])

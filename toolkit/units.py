@@ -15,6 +15,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "ms": ("time", 1e-3),
     "us": ("time", 1e-6),
     "B": ("bytes", 1.0),
+    "1/MB": ("per_megabyte", 1.0),
     "KiB": ("bytes", 2.0**10),
     "MiB": ("bytes", 2.0**20),
     "GiB": ("bytes", 2.0**30),

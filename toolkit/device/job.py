@@ -20,6 +20,8 @@ _HANDLERS = {
     "inference": {"onnxruntime": "toolkit.device.inference.ort:run"},
     "harness_overhead": {"onnxruntime": "toolkit.device.inference.ort:harness_overhead"},
     "export_onnx": {"pytorch": "toolkit.device.prepare:export_onnx"},
+    "neuralscale_search": {"pytorch": "toolkit.device.prepare:neuralscale_search"},
+    "train_accuracy": {"pytorch": "toolkit.device.prepare:train_accuracy"},
     "selftest": {"python": "toolkit.device.selftest:run"},
 }
 

@@ -52,10 +52,12 @@ class Cell:
         return " ".join(parts)
 
 
-def resolve_widths(model: str, method: str, scale: float, mode: str, classes: int) -> list[int]:
-    """The per-layer widths a cell's model is built with."""
-    if method != "uniform":
-        raise ValueError(f"no width rule for method '{method}'")
+def resolve_widths(model: str, method: str, scale: float, mode: str, classes: int,
+                   ) -> list[int] | None:
+    """The per-layer widths a cell's model is built with; None where a NeuralScale search must
+    run first (the widths then come from its artifact, see toolkit/artifacts.py)."""
+    if method == "neuralscale":
+        return None
     if mode == "params":
         return models.scale_widths(model, models.params_ratio_multiplier(model, scale, classes))
     return models.scale_widths(model, scale)

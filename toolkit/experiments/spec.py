@@ -52,7 +52,7 @@ class _Grid(_Strict):
 
 class InferenceGrid(_Grid):
     model: list[str] = Field(min_length=1)
-    method: list[Literal["uniform"]] = Field(min_length=1)
+    method: list[Literal["uniform", "neuralscale"]] = Field(min_length=1)
     scale: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1)
     framework: list[Framework] = Field(min_length=1)
     device: list[Device] = Field(min_length=1)
@@ -69,27 +69,61 @@ class TrainingGrid(_Grid):
     batch: PositiveInts = Field(min_length=1)
 
 
+Dataset = Literal["synthetic", "digits", "cifar10", "cifar100"]
+
+
 class _Settings(_Strict):
     classes: Literal[10, 100] = 10
     threads: int = Field(0, ge=0, description="intra-op threads; 0 = every core of the machine")
     seed: int = 0
-    timeout_seconds: float = Field(600.0, gt=0)
+    timeout_seconds: float = Field(600.0, gt=0, description="per measured cell")
+    prepare_timeout_seconds: float = Field(
+        86400.0, gt=0, description="per preparation job (search, accuracy training, export)")
 
 
 class InferenceSettings(_Settings):
     """Fixed parameters of an inference experiment, recorded with every cell."""
 
     scaling_mode: Literal["width", "params"] = "width"
+    dataset: Dataset = Field("digits", description="for the search and the accuracy training")
+    accuracy_training: dict[str, object] = Field(
+        {}, description="training_config overrides; empty: accuracy is not measured")
+    neuralscale: dict[str, object] = Field(
+        {"profile": "paper"}, description="search_config profile and overrides")
     cpu_mem_arena: bool = True
     mem_pattern: bool = True
     opset: int = Field(17, ge=7, le=21)
     input_shape: tuple[int, int, int] = (3, 32, 32)
 
+    @field_validator("accuracy_training")
+    @classmethod
+    def _training_config(cls, overrides: dict[str, object]) -> dict[str, object]:
+        if overrides:
+            from toolkit.device.training.pytorch_accuracy import training_config
+
+            try:
+                training_config(**overrides)
+            except UserError as error:
+                raise ValueError(str(error)) from None
+        return overrides
+
+    @field_validator("neuralscale")
+    @classmethod
+    def _search_config(cls, config: dict[str, object]) -> dict[str, object]:
+        from toolkit.device.scaling.neuralscale import search_config
+
+        options = dict(config)
+        try:
+            search_config(str(options.pop("profile", "paper")), **options)
+        except UserError as error:
+            raise ValueError(str(error)) from None
+        return config
+
 
 class TrainingSettings(_Settings):
     """Fixed parameters of a training experiment, recorded with every cell."""
 
-    dataset: Literal["synthetic", "digits", "cifar10", "cifar100"] = "synthetic"
+    dataset: Dataset = "synthetic"
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)

@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from toolkit import units
+from toolkit.derived import DERIVED, metric_value
 from toolkit.experiments.cells import COORDINATES
 from toolkit.report import charts, claims
 
@@ -70,6 +71,9 @@ METRIC_COLUMNS = (
     Column("throughput (img/s)", "throughput", "1/s"),
     Column("peak RSS (MiB)", "rss_peak", "MiB"),
     Column("model memory (MiB)", "model_memory", "MiB"),
+    Column("accuracy (%)", "accuracy", "%"),
+    Column("accuracy / MB", "accuracy_per_mb", "1/MB"),
+    Column("memory / param (B)", "memory_per_param", "B"),
 )
 # Known metrics kept out of the table to keep it readable; they stay in records.parquet.
 NOT_TABULATED = {
@@ -81,6 +85,7 @@ NOT_TABULATED = {
     "latency_iqr",
     "rss_baseline",
     "rss_peak_kernel",
+    "accuracy_final",
 }
 
 Metrics = dict[str, tuple[float, str]]  # metric -> (value, SI unit) of one cell
@@ -179,6 +184,12 @@ def _load_metrics(path: Path) -> dict[str, Metrics]:
     out: dict[str, Metrics] = {}
     for cell_id, metric, value, unit in records.iter_rows():
         out.setdefault(cell_id, {})[metric] = (value, unit)
+    for measured in out.values():  # derived figures (toolkit/derived.py) beside the measured
+        plain = {metric: value for metric, (value, _) in measured.items()}
+        for name, (unit, _) in DERIVED.items():
+            value = metric_value(plain, name)
+            if value is not None:
+                measured[name] = (value, unit)
     return out
 
 
@@ -240,8 +251,34 @@ def _experiment(
         "spec_json": json.dumps(spec, indent=2, sort_keys=True, default=str),
         "summary": _status_summary([r["status"] for r in rows]),
         "table": _table(rows, coords, metrics),
+        "method_ratios": _method_ratios(rows, metrics),
         "charts": _charts(name, rows, coords, metrics, out_dir),
     }
+
+
+# NeuralScale ÷ uniform at equal scale: the comparison the scaling study makes.
+RATIO_METRICS = (("latency p50", "latency_p50"), ("model memory", "model_memory"),
+                 ("memory / param", "memory_per_param"), ("accuracy / MB", "accuracy_per_mb"),
+                 ("accuracy", "accuracy"))
+
+
+def _method_ratios(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> dict[str, Any]:
+    """NeuralScale ÷ uniform per (model, scale, framework, device, precision, batch)."""
+    pair_on = [c for c in COORDS if c != "method" and rows and c in rows[0]]
+    by_method: dict[str, dict[tuple, dict[str, float]]] = {}
+    for row in rows:
+        if row["status"] == "ok" and row.get("method"):
+            values = {m: v for m, (v, _) in metrics.get(row["cell_id"], {}).items()}
+            by_method.setdefault(row["method"], {})[tuple(row[c] for c in pair_on)] = values
+    uniform, neuralscale = by_method.get("uniform", {}), by_method.get("neuralscale", {})
+    body = []
+    for key in sorted(set(uniform) & set(neuralscale), key=str):
+        cells = [_coord_text(v) for v in key]
+        for _, metric in RATIO_METRICS:
+            a, b = neuralscale[key].get(metric), uniform[key].get(metric)
+            cells.append(units.fmt(a / b) if a is not None and b else units.MISSING)
+        body.append(cells)
+    return {"headers": pair_on + [f"{label} NS/U" for label, _ in RATIO_METRICS], "rows": body}
 
 
 def _sorted_rows(cells: pl.DataFrame) -> list[dict[str, Any]]:
