@@ -75,8 +75,48 @@ def image_sizes(workdir: Path) -> Figures:
     return figures | {"target": target, "met": met}
 
 
-BENCHMARKS: dict[str, Callable[[Path], Figures]] = {"harness_overhead": harness_overhead,
-                                                    "image_sizes": image_sizes}
+def neuralscale_search_cost(workdir: Path) -> Figures:
+    """Minutes and pruning steps of the smoke NeuralScale search of VGG-11 on digits."""
+    import io
+
+    from toolkit.device.data import load_dataset
+    from toolkit.device.scaling.neuralscale import architecture_descent
+
+    dataset = load_dataset("digits")
+    started = time.monotonic()
+    artifact = architecture_descent("vgg11", dataset, config={"profile": "smoke"},
+                                    log=io.StringIO())
+    minutes = (time.monotonic() - started) / 60
+    steps = sum(int(it["removal_steps"]) for it in artifact["iterations"])
+    return {"model": "vgg11", "profile": "smoke", "dataset": "digits", "minutes": minutes,
+            "pruning_steps": steps, "iterations": len(artifact["iterations"]),
+            "target": "smoke search under 5 minutes on 2 cores", "met": minutes < 5}
+
+
+def training_throughput(workdir: Path) -> Figures:
+    """Images/s of accuracy training per model (full width, batch 128, synthetic data)."""
+    import io
+
+    from toolkit.device import models
+    from toolkit.device.data import load_dataset
+    from toolkit.device.training.pytorch_accuracy import train_accuracy
+
+    dataset = load_dataset("synthetic")
+    figures: Figures = {}
+    for model in ("vgg11", "mobilenetv2", "preact_resnet18", "resnet50"):
+        result = train_accuracy(model, models.full_widths(model), dataset,
+                                config={"epochs": 1, "batch": 128, "max_batches_per_epoch": 4,
+                                        "log_every": 0, "augment": False}, log=io.StringIO())
+        figures[f"{model}_img_per_s"] = float(result["history"][-1]["img_per_s"])
+    return figures | {"target": "recorded (no target)", "met": True}
+
+
+BENCHMARKS: dict[str, Callable[[Path], Figures]] = {
+    "harness_overhead": harness_overhead,
+    "image_sizes": image_sizes,
+    "neuralscale_search": neuralscale_search_cost,
+    "training_throughput": training_throughput,
+}
 
 
 def run_all(name: str | None, out_dir: Path) -> Path:
