@@ -17,7 +17,9 @@ from toolkit.device.results import NotRun
 
 # kind -> framework -> "module:function"; modules are imported only when their job runs.
 _HANDLERS = {
-    "inference": {"onnxruntime": "toolkit.device.inference.ort:run"},
+    "inference": {"onnxruntime": "toolkit.device.inference.ort:run",
+                  "tensorrt": "toolkit.device.tensorrt.inference:run"},
+    "training": {"tensorrt": "toolkit.device.tensorrt.training:run"},
     "harness_overhead": {"onnxruntime": "toolkit.device.inference.ort:harness_overhead"},
     "export_onnx": {"pytorch": "toolkit.device.prepare:export_onnx"},
     "neuralscale_search": {"pytorch": "toolkit.device.prepare:neuralscale_search"},

@@ -1,0 +1,224 @@
+"""What the TensorRT cells share on the GPU side: honest gating, the CUDA context, device and
+system memory readings, device buffers, and the engine cache.
+
+tensorrt and pycuda are imported only inside require_stack(); every other function receives the
+modules it needs. A host without them gets NotRun("... not installed"), a host without a GPU
+NotRun("no CUDA GPU ...").
+"""
+import hashlib
+import json
+import os
+import time
+
+from toolkit.device.results import NotRun
+
+
+def require_stack():
+    # type: () -> Tuple[Any, Any]
+    """(tensorrt, pycuda.driver), or NotRun naming what is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError as error:
+        raise NotRun("TensorRT not installed ({})".format(error)) from None
+    try:
+        import pycuda.driver as cuda
+    except ImportError as error:
+        raise NotRun("pycuda not installed ({})".format(error)) from None
+    try:
+        cuda.init()
+        count = cuda.Device.count()
+    except Exception as error:  # noqa: BLE001 - pycuda raises its own error types
+        raise NotRun("no CUDA GPU ({}: {})".format(type(error).__name__, error)) from None
+    if count < 1:
+        raise NotRun("no CUDA GPU (cuda.Device.count() == 0)")
+    return trt, cuda
+
+
+class CudaContext(object):
+    """A context on device `index`, pushed for the `with` block (no pycuda.autoinit magic)."""
+
+    def __init__(self, cuda, index=0):
+        self.cuda, self.device = cuda, cuda.Device(int(index))
+        self.context = None
+
+    def __enter__(self):
+        self.context = self.device.make_context()
+        return self
+
+    def __exit__(self, *exc):
+        self.context.pop()
+        self.context = None
+        return False
+
+    def describe(self):
+        # type: () -> Dict[str, Any]
+        cuda = self.cuda
+        major, minor = self.device.compute_capability()
+        return {"name": self.device.name(), "compute_capability": "{}.{}".format(major, minor),
+                "total_memory": int(self.device.total_memory()),
+                "integrated": bool(self.device.get_attribute(
+                    cuda.device_attribute.INTEGRATED))}
+
+
+def device_used_bytes(cuda):
+    # type: (Any) -> int
+    """Device memory in use on the whole GPU (total - free, cudaMemGetInfo)."""
+    free, total = cuda.mem_get_info()
+    return int(total - free)
+
+
+def system_available_bytes():
+    # type: () -> Optional[int]
+    """MemAvailable from /proc/meminfo (Jetson: GPU and CPU share DRAM), None if unreadable."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class MemoryProbe(object):
+    """Device (and on an integrated GPU, system) memory deltas against a baseline, by stage."""
+
+    def __init__(self, cuda, integrated):
+        self.cuda, self.integrated = cuda, integrated
+        self.base_device = device_used_bytes(cuda)
+        self.base_system = system_available_bytes() if integrated else None
+        self.stages = []  # type: List[Tuple[str, int, Optional[int]]]
+        self.peak_device = 0
+
+    def mark(self, stage):
+        # type: (str) -> int
+        device = device_used_bytes(self.cuda) - self.base_device
+        system = None
+        if self.base_system is not None:
+            now = system_available_bytes()
+            system = None if now is None else self.base_system - now
+        self.stages.append((stage, device, system))
+        self.peak_device = max(self.peak_device, device)
+        return device
+
+    def records(self):
+        # type: () -> List[Tuple[str, float, str]]
+        out = [("gpu_memory_baseline", float(self.base_device), "B")]
+        for stage, device, system in self.stages:
+            out.append(("gpu_memory_delta_" + stage, float(device), "B"))
+            if system is not None:
+                out.append(("system_memory_delta_" + stage, float(system), "B"))
+        out.append(("gpu_memory_peak_delta", float(self.peak_device), "B"))
+        return out
+
+
+class Buffers(object):
+    """One device allocation per engine I/O tensor, plus page-locked host mirrors on request."""
+
+    def __init__(self, cuda, io):
+        # type: (Any, List[Dict[str, Any]]) -> None
+        import numpy as np
+
+        self.cuda, self.io = cuda, {t["name"]: t for t in io}
+        self.device = {}  # type: Dict[str, Any]
+        self.host = {}  # type: Dict[str, Any]
+        for t in io:
+            nbytes = int(np.prod(t["shape"])) * t["dtype"].itemsize
+            self.device[t["name"]] = cuda.mem_alloc(max(nbytes, 1))
+
+    def pinned(self, name):
+        # type: (str) -> Any
+        if name not in self.host:
+            t = self.io[name]
+            self.host[name] = self.cuda.pagelocked_empty(tuple(t["shape"]), t["dtype"])
+        return self.host[name]
+
+    def upload(self, name, array, stream=None):
+        # type: (str, Any, Any) -> None
+        import numpy as np
+
+        host = self.pinned(name)
+        np.copyto(host, np.asarray(array, dtype=host.dtype).reshape(host.shape))
+        if stream is None:
+            self.cuda.memcpy_htod(self.device[name], host)
+        else:
+            self.cuda.memcpy_htod_async(self.device[name], host, stream)
+
+    def download(self, name, stream=None):
+        # type: (str, Any) -> Any
+        host = self.pinned(name)
+        if stream is None:
+            self.cuda.memcpy_dtoh(host, self.device[name])
+        else:
+            self.cuda.memcpy_dtoh_async(host, self.device[name], stream)
+        return host
+
+    def addresses(self):
+        # type: () -> Dict[str, int]
+        return {name: int(alloc) for name, alloc in self.device.items()}
+
+    def swap(self, pairs):
+        # type: (Sequence[Tuple[str, str]]) -> None
+        """Exchange the allocations of each (input, output) pair: the step's outputs become the
+        next step's inputs without a copy."""
+        for a, b in pairs:
+            self.device[a], self.device[b] = self.device[b], self.device[a]
+
+    def free(self):
+        for alloc in self.device.values():
+            alloc.free()
+        self.device = {}
+
+
+class EventTimer(object):
+    """GPU time of a region on a stream, with CUDA events (milliseconds -> seconds)."""
+
+    def __init__(self, cuda):
+        self.cuda = cuda
+        self.start, self.end = cuda.Event(), cuda.Event()
+
+    def begin(self, stream):
+        self.start.record(stream)
+
+    def finish(self, stream):
+        self.end.record(stream)
+
+    def seconds(self):
+        # type: () -> float
+        self.end.synchronize()
+        return self.end.time_since(self.start) / 1000.0
+
+
+def cache_key(fields):
+    # type: (Dict[str, Any]) -> str
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def cached_plan(directory, fields, build):
+    # type: (Optional[str], Dict[str, Any], Callable[[], bytes]) -> Tuple[bytes, bool, float]
+    """(plan, from_cache, build seconds): engines are cached per device and TensorRT version
+    (both are in `fields`), as <directory>/<key>.plan with a JSON sidecar of the fields."""
+    path = None
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, cache_key(fields) + ".plan")
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                return handle.read(), True, 0.0
+    started = time.perf_counter()
+    plan = build()
+    seconds = time.perf_counter() - started
+    if path:
+        tmp = "{}.tmp.{}".format(path, os.getpid())
+        with open(tmp, "wb") as handle:
+            handle.write(plan)
+        os.replace(tmp, path)
+        with open(path[:-5] + ".json", "w") as handle:
+            json.dump(fields, handle, sort_keys=True, indent=1)
+    return plan, False, seconds
+
+
+def make_logger(trt, verbose=False):
+    # type: (Any, bool) -> Any
+    return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)

@@ -1,0 +1,266 @@
+"""TensorRT training cell: the hand-written step graph built as one engine, run step after step
+with the parameter buffers swapped between steps (DESIGN.md section 6).
+
+Job (kind "training", framework "tensorrt"); fields as toolkit.device.training.common, plus:
+- coords: "device" must be "cuda"; "precision" "fp32" | "fp16"; "freeze"; "batch".
+- settings: "optimizer" must be "sgd" (momentum and weight decay supported); "lr", "momentum",
+  "weight_decay"; "workspace" (bytes, default 1 GiB); "strongly_typed" (fp16 via explicit casts,
+  TensorRT >= 10; default False = builder FP16 flag); "conv_mode" ("kernel_tensor" | "im2col";
+  default per TensorRT version, see adapter.py); "loss_scale" (default 1 for fp32, 1024 for
+  fp16); "epochs" (0: timing on `distinct_batches` fixed batches; > 0: that many epochs,
+  "max_steps" caps them); "seed"; "bn_momentum".
+- artifacts: "engine_cache_dir" (optional): plans cached per device, TensorRT version and config.
+
+Initial parameters: the NeuralScale init of models/torch_modules.py drawn with numpy (same
+distributions, not the same numbers as a torch-built model; seeded).
+
+The timed region of one step: H2D of the batch (x, one-hot labels), the engine execution, D2H of
+the loss (4 bytes), stream synchronize; the buffer swap (a pointer exchange) follows. GPU compute
+time per step comes from CUDA events around the execution alone.
+Records: setup stages, first_step, step_time_* (common.step_records), gpu_step_time_*, images/s
+(throughput), device memory by stage and peak (cudaMemGetInfo), on an integrated GPU (Jetson) the
+system memory deltas too, engine device memory, peak RSS, the loss trajectory.
+"""
+import time
+
+import numpy as np
+
+from toolkit.device.measure import memory
+from toolkit.device.measure.sampling import Protocol, sample
+from toolkit.device.measure.stats import summarize
+from toolkit.device.results import NotRun, memory_records
+from toolkit.device.tensorrt import emitter, runtime
+from toolkit.device.tensorrt.adapter import Adapter
+from toolkit.device.training import common
+from toolkit.device.training import numpy_reference as ref
+from toolkit.device.training import step_graph as sg
+from toolkit.device.training.flops import training_flops
+
+GIB = 1 << 30
+
+
+def init_params(cfg, seed):
+    # type: (Any, int) -> Dict[str, Any]
+    """NeuralScale init (conv kaiming-normal fan_out, bias 0; BN weight 0.5, bias 0, running
+    mean 0, var 1; classifier N(0, 0.01), bias 0), float32, from a seeded numpy generator."""
+    rng = np.random.Generator(np.random.PCG64(int(seed)))
+    params = {}
+    for name, shape, _ in sg.parameter_shapes(cfg):
+        module = name.rsplit(".", 1)[0]
+        if len(shape) == 4:
+            std = np.sqrt(2.0 / (shape[0] * shape[2] * shape[3]))
+            params[name] = rng.standard_normal(shape) * std
+        elif name.startswith("classifier") and name.endswith(".weight"):
+            params[name] = rng.standard_normal(shape) * 0.01
+        elif name.endswith(".weight"):  # BN gamma
+            params[name] = np.full(shape, 0.5)
+            params[module + ".running_mean"] = np.zeros(shape)
+            params[module + ".running_var"] = np.ones(shape)
+        else:
+            params[name] = np.zeros(shape)
+    return {k: v.astype(np.float32) for k, v in params.items()}
+
+
+def step_config(job):
+    # type: (Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]
+    coords, settings = job["coords"], job["settings"]
+    opt = common.opt_settings(settings)
+    if opt["optimizer"] != "sgd":
+        raise NotRun("the TensorRT step graph implements SGD only ({} not built)".format(
+            opt["optimizer"]))
+    model, widths = common.model_widths(settings)
+    precision = coords.get("precision", "fp32")
+    cfg = sg.StepConfig(model, widths, int(settings.get("classes", 10)), int(coords["batch"]),
+                        int(settings.get("image_size", 32)), int(coords.get("freeze", 0)),
+                        opt["weight_decay"], opt["momentum"],
+                        bn_momentum=float(settings.get("bn_momentum", 0.1)),
+                        loss_scale=float(settings.get("loss_scale",
+                                                      1024.0 if precision == "fp16" else 1.0)))
+    return cfg, opt
+
+
+def check_cell(adapter, coords, settings, has_fast_fp16):
+    # type: (Adapter, Dict[str, Any], Dict[str, Any], bool) -> None
+    if coords.get("device", "cuda") != "cuda":
+        raise NotRun("TensorRT runs on CUDA devices only, not {!r}".format(coords.get("device")))
+    precision = coords.get("precision", "fp32")
+    if precision not in ("fp32", "fp16"):
+        raise NotRun("TensorRT training is built for fp32 and fp16, not {}".format(precision))
+    if precision == "fp16" and not has_fast_fp16:
+        raise NotRun("this GPU has no fast FP16 (builder.platform_has_fast_fp16 is False)")
+    if settings.get("strongly_typed") and not adapter.has_strong_typing:
+        raise NotRun("strongly typed networks need TensorRT >= 10, this is {}".format(
+            ".".join(map(str, adapter.version))))
+
+
+def build_plan(trt, adapter, logger, graph, precision, workspace, strongly_typed, conv_mode):
+    # type: (Any, Adapter, Any, Any, str, int, bool, Optional[str]) -> Tuple[bytes, Dict[str, Any]]
+    builder = trt.Builder(logger)
+    network = adapter.create_network(builder, strongly_typed)
+    built = emitter.emit(graph, network, trt, precision, strongly_typed, conv_mode)
+    fp16_flag = precision == "fp16" and not strongly_typed
+    config = adapter.builder_config(builder, workspace, fp16=fp16_flag,
+                                    keep_fp32_layers=fp16_flag)
+    plan = adapter.build_plan(builder, network, config)
+    settings = dict(built.settings, layers=int(network.num_layers))
+    return plan, settings
+
+
+class TrtTrainer(object):
+    """Engine, context, buffers and the step: `step(x, onehot)` -> loss (float)."""
+
+    def __init__(self, trt, cuda, adapter, plan, graph, state, lr):
+        self.trt, self.cuda, self.adapter, self.graph = trt, cuda, adapter, graph
+        logger = runtime.make_logger(trt)
+        self.runtime = trt.Runtime(logger)
+        self.engine = adapter.deserialize(self.runtime, plan)
+        self.context = self.engine.create_execution_context()
+        io = adapter.io_tensors(self.engine)
+        self.buffers = runtime.Buffers(cuda, io)
+        self.stream = cuda.Stream()
+        self.execute = adapter.executor(self.engine, self.context)
+        self.pairs = graph.meta["state"]
+        for name, value in state.items():
+            self.buffers.upload(name, value)
+        self.set_lr(lr)
+        self.timer = runtime.EventTimer(cuda)
+        self.gpu_times = []  # type: List[float]
+
+    def set_lr(self, lr):
+        self.buffers.upload("lr", np.array([lr], dtype=np.float32))
+
+    def step(self, x, onehot):
+        # type: (Any, Any) -> float
+        stream, buffers = self.stream, self.buffers
+        buffers.upload("x", x, stream)
+        buffers.upload("onehot", onehot, stream)
+        self.timer.begin(stream)
+        self.execute(buffers.addresses(), stream.handle)
+        self.timer.finish(stream)
+        loss = buffers.download("loss", stream)
+        stream.synchronize()
+        self.gpu_times.append(self.timer.seconds())
+        buffers.swap(self.pairs)
+        return float(loss.reshape(-1)[0])
+
+    def state(self):
+        # type: () -> Dict[str, Any]
+        """Current parameters, momentum buffers and running statistics (host copies)."""
+        return {name: self.buffers.download(name).copy() for name, _ in self.pairs}
+
+    def close(self):
+        self.buffers.free()
+
+
+def run(job):
+    # type: (Dict[str, Any]) -> Dict[str, Any]
+    """The "training" job for framework "tensorrt"."""
+    trt, cuda = runtime.require_stack()
+    rss_baseline = memory.peak_rss_bytes()
+    adapter = Adapter(trt)
+    coords, settings = job["coords"], job["settings"]
+    cfg, opt = step_config(job)
+    precision = coords.get("precision", "fp32")
+    strongly = bool(settings.get("strongly_typed", False))
+    workspace = int(settings.get("workspace", GIB))
+    seed = int(settings.get("seed", 0))
+    protocol = Protocol.from_dict(job["protocol"])
+    epochs = int(settings.get("epochs", 0))
+    with runtime.CudaContext(cuda) as ctx:
+        gpu = ctx.describe()
+        probe = runtime.MemoryProbe(cuda, gpu["integrated"])
+        logger = runtime.make_logger(trt)
+        check_cell(adapter, coords, settings, trt.Builder(logger).platform_has_fast_fp16)
+        dataset = common.load_data(job)
+        if dataset.classes != cfg.classes:
+            raise ValueError("data set {} has {} classes, settings.classes says {}".format(
+                dataset.name, dataset.classes, cfg.classes))
+        params = init_params(cfg, seed)
+        started = time.perf_counter()
+        graph = sg.build_vgg_step(cfg, {n: params[n] for n in sg.frozen_value_names(cfg)})
+        define = time.perf_counter() - started
+        fields = {"kind": "tensorrt-training", "format": 1, "step": cfg.as_dict(), "seed": seed,
+                  "precision": precision, "strongly_typed": strongly, "workspace": workspace,
+                  "conv_mode": settings.get("conv_mode") or adapter.default_conv_mode,
+                  "tensorrt": trt.__version__, "gpu": gpu["name"],
+                  "compute_capability": gpu["compute_capability"]}
+        emitted = {}
+
+        def build():
+            plan, info = build_plan(trt, adapter, logger, graph, precision, workspace, strongly,
+                                    settings.get("conv_mode"))
+            emitted.update(info)
+            return plan
+
+        plan, from_cache, build_seconds = runtime.cached_plan(
+            job.get("artifacts", {}).get("engine_cache_dir"), fields, build)
+        probe.mark("built")
+        started = time.perf_counter()
+        trainer = TrtTrainer(trt, cuda, adapter, plan, graph,
+                             ref.initial_state(graph, params), opt["lr"])
+        load_seconds = time.perf_counter() - started
+        probe.mark("engine_and_buffers")
+        engine_info = adapter.engine_memory(trainer.engine)
+        common.progress("tensorrt {} {} {} freeze={} batch={} epochs={}".format(
+            trt.__version__, cfg.model, precision, cfg.freeze, cfg.batch, epochs))
+        onehot = lambda y: ref.one_hot(y, cfg.classes)  # noqa: E731
+        if epochs == 0:
+            batches = [(x, onehot(y)) for x, y in common.fixed_batches(
+                dataset, cfg.batch, int(settings.get("distinct_batches", 4)), seed)]
+            started = time.perf_counter()
+            losses = [trainer.step(*batches[0])]
+            first_step = time.perf_counter() - started
+            position = [1]
+
+            def one_step():
+                x, y = batches[position[0] % len(batches)]
+                position[0] += 1
+                losses.append(trainer.step(x, y))
+
+            timing = sample(one_step, protocol)
+            samples = timing.pop("samples")
+        else:
+            stream = ((x, onehot(y)) for x, y in common.epoch_batches(
+                dataset, cfg.batch, epochs, seed, bool(settings.get("augment", False))))
+            first = next(stream)
+            started = time.perf_counter()
+            losses = [trainer.step(*first)]
+            first_step = time.perf_counter() - started
+            timing = common.timed_loop(trainer.step, stream, protocol, settings.get("max_steps"))
+            losses += timing.pop("outputs")
+            samples = timing.pop("samples")
+        probe.mark("after_steps")
+        gpu_times = trainer.gpu_times[-len(samples):]
+        trainer.close()
+    rss_peak = memory.peak_rss_bytes()
+
+    train_size = int(settings.get("train_size", len(dataset.y_train)))
+    flops = training_flops(cfg.model, cfg.widths, cfg.freeze, cfg.classes, cfg.image_size)
+    records, invalid = common.step_records(samples, cfg.batch, protocol, flops, train_size)
+    gpu_summary = summarize(gpu_times)
+    records += [("gpu_step_time_" + k, v, "s") for k, v in sorted(gpu_summary.items())
+                if k not in ("n", "cv", "rcv")]
+    records += [("network_define", define, "s"), ("engine_build", build_seconds, "s"),
+                ("engine_from_cache", float(from_cache), "ratio"),
+                ("engine_load", load_seconds, "s"), ("first_step", first_step, "s"),
+                ("engine_plan_size", float(len(plan)), "B")]
+    records += [(k, v, "B") for k, v in sorted(engine_info.items())]
+    records += probe.records() + memory_records(rss_baseline, rss_peak)
+    records += common.loss_records(losses)
+    records.append(("steps", float(len(losses)), "count"))
+    if not all(np.isfinite(losses)) and not invalid:
+        invalid = "non-finite loss"
+    return {
+        "records": records,
+        "invalid": invalid,
+        "samples": {"step_time": {"unit": "s", "values": samples},
+                    "gpu_step_time": {"unit": "s", "values": gpu_times},
+                    "loss": {"unit": "nat", "values": losses}},
+        "timing": timing,
+        "settings": dict(opt, step=cfg.as_dict(), precision=precision, strongly_typed=strongly,
+                         workspace=workspace, emitter=emitted, engine_cache_fields=fields,
+                         trainable_params=graph.meta["trainable"], epochs=epochs,
+                         data=dataset.describe(), gpu=gpu, accuracy="not measured"),
+        "versions": {"tensorrt": trt.__version__, "numpy": np.__version__,
+                     "pycuda": getattr(__import__("pycuda"), "VERSION_TEXT", "unknown")},
+    }
