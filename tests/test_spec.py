@@ -10,15 +10,18 @@ def test_shipped_scaling_spec_expands_both_methods_for_vgg11_in_smoke():
     resolved = specs.resolve(specs.find_spec("scaling-inference"), "smoke")
     cells = expand(resolved)
     scales = (0.25, 0.5, 0.75, 1.0)
-    assert [(c.coords["method"], c.coords["scale"]) for c in cells] == [
-        (method, scale) for method in ("uniform", "neuralscale") for scale in scales]
+    pairs = [("onnxruntime", "cpu"), ("tensorrt", "cuda")]  # the other two are excluded
+    assert [(c.coords["method"], c.coords["scale"], c.coords["framework"], c.coords["device"])
+            for c in cells] == [(method, scale, framework, device)
+                                for method in ("uniform", "neuralscale") for scale in scales
+                                for framework, device in pairs]
     assert {c.coords["model"] for c in cells} == {"vgg11"}
-    assert len({c.id for c in cells}) == 8
+    assert len({c.id for c in cells}) == 16
     # Uniform widths are known now; NeuralScale's come from the search artifact.
     assert all((c.settings["widths"] is None) == (c.coords["method"] == "neuralscale")
                for c in cells)
     paper = expand(specs.resolve(specs.find_spec("scaling-inference"), "paper"))
-    assert len(paper) == 32 and paper[0].settings["scaling_mode"] == "params"
+    assert len(paper) == 64 and paper[0].settings["scaling_mode"] == "params"
 
 
 def test_every_profile_resolves():
@@ -68,3 +71,15 @@ def test_malformed_and_invalid_toml(tmp_path):
     unknown_key.write_text(TINY_SPEC.read_text().replace("threads = 1", "thread = 1"))
     with pytest.raises(UserError, match="settings.thread: Extra inputs are not permitted"):
         specs.load_spec(unknown_key)
+
+
+def test_exclude_rules_drop_cells_and_must_name_grid_axes(tmp_path):
+    text = TINY_SPEC.read_text().replace(
+        'kind = "inference"', 'kind = "inference"\nexclude = [{ scale = 0.25 }]')
+    (tmp_path / "ok.toml").write_text(text)
+    cells = expand(specs.resolve(specs.load_spec(tmp_path / "ok.toml"), "smoke"))
+    assert sorted(c.coords["scale"] for c in cells) == [0.125, 0.375, 0.5]
+    (tmp_path / "bad.toml").write_text(text.replace("{ scale = 0.25 }", "{ freeze = 5 }"))
+    with pytest.raises(UserError, match="bad.toml: exclude.0: freeze is not a grid axis; valid: "
+                                        "model, method, scale"):
+        specs.load_spec(tmp_path / "bad.toml")

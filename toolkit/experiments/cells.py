@@ -85,6 +85,8 @@ def expand(experiment: ResolvedExperiment) -> list[Cell]:
     cells = []
     for values in itertools.product(*(grid[name] for name in axes)):
         coords = dict(zip(axes, values, strict=True))
+        if any(all(coords[k] == v for k, v in rule.items()) for rule in experiment.exclude):
+            continue
         cells.append(Cell(experiment.name, experiment.kind, coords,
                           _cell_settings(experiment.kind, base, coords),
                           experiment.measure.model_dump()))

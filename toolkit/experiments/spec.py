@@ -154,6 +154,8 @@ class ExperimentSpec(_Strict):
     kind: Literal["inference", "training"]
     reproduces: str = ""
     grid: dict[str, list]
+    # Combinations that are not cells, e.g. {framework = "tensorrt", device = "cpu"}.
+    exclude: list[dict[str, object]] = []
     settings: dict[str, object] = {}
     profiles: dict[Literal["smoke", "quick", "paper"], Profile]
 
@@ -178,6 +180,7 @@ class ResolvedExperiment(_Strict):
     grid: InferenceGrid | TrainingGrid
     settings: InferenceSettings | TrainingSettings
     measure: MeasureProtocol
+    exclude: list[dict[str, object]] = []
 
 
 def describe_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
@@ -216,6 +219,11 @@ def load_spec(path: Path) -> ExperimentSpec:
     except ValidationError as error:
         raise UserError(describe_validation_error(error, path.name)) from None
     _validated(spec, "base", spec.grid, spec.settings, path.name)  # the base spec alone is valid
+    for index, rule in enumerate(spec.exclude):
+        unknown = sorted(set(rule) - set(spec.grid))
+        if unknown:
+            raise UserError(f"{path.name}: exclude.{index}: {', '.join(unknown)} is not a grid "
+                            f"axis; valid: {', '.join(spec.grid)}")
     return spec
 
 
@@ -252,4 +260,4 @@ def resolve(spec: ExperimentSpec, profile: str, overrides: dict[str, list] | Non
     validated = _validated(spec, profile, grid, settings, f"{spec.name} (profile {profile})")
     return ResolvedExperiment(
         name=spec.name, description=spec.description, kind=spec.kind, reproduces=spec.reproduces,
-        profile=profile, measure=chosen.measure, **validated)
+        profile=profile, measure=chosen.measure, exclude=spec.exclude, **validated)
