@@ -38,23 +38,65 @@ def user_errors(body):
     return wrapper
 
 
-@task(help={"platform": "target platform (container images arrive with the images issue)"})
+@task(help={"platform": "build only this platform's images (default: amd64 when a Docker "
+                        "engine answers; see containers/matrix.toml)",
+            "framework": "build only this framework (pytorch, onnxruntime, onnxruntime-training, "
+                         "tensorrt)",
+            "ca_bundle": "a CA bundle for TLS-intercepting proxies, given to the build stage only "
+                         "(never in the final image)"})
 @user_errors
-def build(c, platform="host"):
-    """Build what `run` needs. Until container images exist: check the host frameworks."""
+def build(c, platform="", framework="", ca_bundle=""):
+    """Build what `run` needs: the host runner check, then the pinned images (Docker SDK).
+
+    Without a Docker engine and without --platform it says so in one line and stops after the
+    host check (`run` then uses the host runner); with --platform an engine is required.
+    """
     from rich.console import Console
 
-    from toolkit.environment import package_versions
+    from toolkit import images
 
     console = Console(stderr=True, soft_wrap=True)
-    versions = package_versions()
-    needed = ("onnxruntime-training-cpu", "onnx", "torch")
-    missing = [name for name in needed if name not in versions]
-    if missing:
-        raise Exit(f"error: host frameworks missing: {', '.join(missing)}; install them with "
-                   "pip install -e '.[all]'", code=2)
-    console.print("host runner ready: " + ", ".join(f"{n} {versions[n]}" for n in needed)
-                  + " (container images: not built yet)")
+    images.check_host_runner(console, required=not (platform or framework))
+    images.build_task(platform, framework, ca_bundle, console)
+
+
+@task(help={"platform": "the platform whose base to bootstrap (default: amd64)",
+            "force": "bootstrap again even if the base image exists"})
+@user_errors
+def base(c, platform="amd64", force=False):
+    """Bootstrap a Debian base with debootstrap and import it: no registry needed."""
+    from rich.console import Console
+
+    from toolkit import images
+
+    images.base_task(platform, force, Console(stderr=True, soft_wrap=True))
+
+
+@task(help={"platform": "fill only this platform's wheelhouse (default: amd64)",
+            "framework": "only this framework's wheels (default: all supported ones)"})
+@user_errors
+def wheels(c, platform="amd64", framework=""):
+    """Download the pinned wheels for a target platform into containers/wheelhouse/ (hashed)."""
+    from rich.console import Console
+
+    from toolkit import matrix
+    from toolkit import wheels as wheelhouse
+
+    console = Console(stderr=True, soft_wrap=True)
+    loaded = matrix.load()
+    for chosen_platform, chosen in loaded.selection(platform, framework):
+        path = wheelhouse.fill(loaded, chosen_platform, chosen, console)
+        console.print(f"wheels {chosen_platform}/{chosen}: {path}")
+
+
+@task
+@user_errors
+def doctor(c):
+    """Check the Docker engine, emulation, NVIDIA runtime, GPU and disk; one line per fix."""
+    from toolkit import doctor as checks
+
+    if not checks.report(print):
+        raise Exit(code=1)
 
 
 @task(help={
@@ -68,10 +110,13 @@ def build(c, platform="host"):
               "same selection, else start a new one)",
     "new": "start a new run even if an unfinished one of the same selection exists",
     "force": "re-measure cells that are already finished in this run",
+    "cpuset": "docker runner: pin each cell's container to these CPUs (e.g. 0-1)",
+    "memory": "docker runner: memory limit per cell's container (e.g. 2g); over it: OOM-killed",
+    "gpus": "docker runner on an x86 host: give cells the NVIDIA GPUs (device requests)",
 })
 @user_errors
 def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
-        new=False, force=False):
+        new=False, force=False, cpuset="", memory="", gpus=False):
     """Measure every cell of the chosen experiments, each in a fresh process; resumes."""
     from rich.console import Console
 
@@ -81,7 +126,8 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
     store, summary = pipeline.run(
         pipeline.parse_list(experiment), profile, pipeline.grid_overrides(model, batch),
         runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,
-        console=console)
+        console=console, runner_options={"cpuset": cpuset or None, "memory_limit": memory or None,
+                                         "gpus": gpus})
     console.print(f"run {store.run_id}: {summary.line()}")
 
 

@@ -29,3 +29,35 @@ def invoke_cmd():
 
 # Screenshots and other files a person may want to look at after a test run.
 ARTIFACTS = Path(os.environ.get("EDGEREPRO_TEST_ARTIFACTS", ROOT / "results" / "test-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A Docker engine that answers, or the test is skipped saying how to get one."""
+    from toolkit import images
+
+    found = images.engine_or_none()
+    if found is None:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        pytest.skip(f"no Docker engine answers at {where} (CI starts one: .ci/setup --docker)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def built(client):
+    """`invoke base` then `invoke build --platform amd64`, as a new user would run them."""
+    import subprocess
+
+    from toolkit import matrix
+
+    def invoke(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
+                              capture_output=True, timeout=3600, env=dict(os.environ))
+
+    base = invoke("base")
+    assert base.returncode == 0, base.stderr[-3000:]
+    done = invoke("build", "--platform", "amd64")
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = matrix.load()
+    return {framework: loaded.tag("amd64", framework)
+            for framework in ("pytorch", "onnxruntime", "onnxruntime-training")}

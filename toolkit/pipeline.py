@@ -9,6 +9,7 @@ from rich.console import Console
 
 from toolkit.device.errors import UserError
 from toolkit.environment import describe_host
+from toolkit.environment import device_type as describe_device_type
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import Cell, expand
 from toolkit.results import RunStore, latest_run, list_runs, new_run_id
@@ -44,14 +45,36 @@ def select(experiments: list[str], profile: str, overrides: dict[str, list],
     return resolved, [cell for experiment in resolved for cell in expand(experiment)]
 
 
-def choose_runner(name: str) -> tuple[HostRunner, str]:
+def choose_runner(name: str, results_root: Path, options: dict[str, Any] | None = None,
+                  ) -> tuple[Any, str]:
+    """The runner for measured cells, and a note for the report when auto fell back to host.
+
+    auto: the Docker runner when an engine answers, else the host runner (said in one line).
+    """
     if name not in RUNNERS:
         raise UserError(f"unknown runner '{name}'; valid: {', '.join(RUNNERS)}")
-    if name == "docker":
-        raise UserError("the docker runner needs the container images, which are not built "
-                        "yet; use --runner host")
-    note = "" if name == "host" else "no container runner yet: cells ran as host processes"
-    return HostRunner(), note
+    if name == "host":
+        return HostRunner(), ""
+    from toolkit import images
+    from toolkit.runners.docker_runner import DockerRunner, docker_client
+
+    if name == "auto":
+        client = images.engine_or_none()
+        if client is None:
+            return HostRunner(), "no Docker engine answers: cells ran as host processes"
+    else:
+        client = docker_client()
+    matrix = images.load()
+
+    def image_for(framework: str) -> str:
+        # Jobs that only need Python (self-tests) run in the smallest image.
+        return images.tag_for("onnxruntime" if framework == "python" else framework,
+                              matrix=matrix)
+
+    options = dict(options or {}, gpus=bool((options or {}).get("gpus")))
+    # Jetson boards: the NVIDIA container runtime provides the GPU and the L4T libraries.
+    options["nvidia_runtime"] = describe_device_type().startswith("jetson")
+    return DockerRunner(client, image_for, results_root, **options), ""
 
 
 def _open_or_create(results_root: Path, run_id: str | None, new: bool, selection: dict[str, Any],
@@ -76,9 +99,10 @@ def _open_or_create(results_root: Path, run_id: str | None, new: bool, selection
 
 def run(experiments: list[str], profile: str, overrides: dict[str, list], *, runner_name: str,
         run_id: str | None, new: bool, force: bool, results_root: Path,
-        console: Console) -> tuple[RunStore, RunSummary]:
+        console: Console, runner_options: dict[str, Any] | None = None,
+        ) -> tuple[RunStore, RunSummary]:
     resolved, cells = select(experiments, profile, overrides)
-    runner, note = choose_runner(runner_name)
+    runner, note = choose_runner(runner_name, results_root, runner_options)
     if note:
         console.print(f"note: {note}")
     selection = {"experiments": [e.name for e in resolved], "profile": profile,
@@ -93,8 +117,9 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
     store = _open_or_create(results_root, run_id, new, selection, manifest, console)
     console.print(f"run {store.run_id}: {len(cells)} cells, profile {profile}, "
                   f"results in {store.path}")
+    # Preparation (search, accuracy training, export) is not measured: it runs on the host.
     summary = run_cells(cells, store, runner, results_root / "cache", force=force,
-                        console=console)
+                        console=console, prepare_with=HostRunner())
     store.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return store, summary
 

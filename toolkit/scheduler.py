@@ -95,13 +95,17 @@ def _summary_line(payload: dict[str, Any]) -> str:
     if payload["status"] not in ("ok", "invalid"):
         return f"{payload['status']}: {payload['reason']}"
     values = {metric: value for metric, value, _ in payload["records"]}
-    text = (f"p50 {values.get('latency_p50', float('nan')) * 1e3:.3f} ms, "
-            f"peak RSS {values.get('rss_peak_kernel', float('nan')) / 2**20:.0f} MiB")
+    peak = values.get("rss_peak_kernel", values.get("rss_peak", float("nan")))
+    latency = values.get("latency_p50", float("nan"))
+    text = f"p50 {latency * 1e3:.3f} ms, peak RSS {peak / 2**20:.0f} MiB"
+    if "cgroup_memory_peak" in values:
+        text += f", container peak {values['cgroup_memory_peak'] / 2**20:.0f} MiB"
     return text if payload["status"] == "ok" else f"{text} (invalid: {payload['reason']})"
 
 
 def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Path, *,
-              force: bool = False, console: Console | None = None) -> RunSummary:
+              force: bool = False, console: Console | None = None,
+              prepare_with: Runner | None = None) -> RunSummary:
     """Measure every cell not yet finished in this run (all of them with force)."""
     console = console or Console(stderr=True)
     summary = RunSummary()
@@ -110,7 +114,7 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
     summary.skipped = len(cells) - len(pending)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    run_preparation = preparation_runner(runner, store)
+    run_preparation = preparation_runner(prepare_with or runner, store)
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("cells", total=len(pending), status="")
         for cell in pending:

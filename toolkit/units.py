@@ -16,6 +16,11 @@ UNITS: dict[str, tuple[str, float]] = {
     "us": ("time", 1e-6),
     "B": ("bytes", 1.0),
     "1/MB": ("per_megabyte", 1.0),
+    "FLOP": ("flop", 1.0),
+    "GFLOP": ("flop", 1e9),
+    "FLOP/s": ("flop_rate", 1.0),
+    "GFLOP/s": ("flop_rate", 1e9),
+    "nat": ("loss", 1.0),
     "KiB": ("bytes", 2.0**10),
     "MiB": ("bytes", 2.0**20),
     "GiB": ("bytes", 2.0**30),
@@ -38,6 +43,8 @@ DISPLAY: dict[str, str] = {
     "MAC": "M MACs",
     "ratio": "%",
     "1/s": "1/s",
+    "FLOP": "GFLOP",
+    "FLOP/s": "GFLOP/s",
 }
 
 MISSING = "–"  # shown for a value that was not measured

@@ -19,7 +19,12 @@ from toolkit.device.results import NotRun
 _HANDLERS = {
     "inference": {"onnxruntime": "toolkit.device.inference.ort:run",
                   "tensorrt": "toolkit.device.tensorrt.inference:run"},
-    "training": {"tensorrt": "toolkit.device.tensorrt.training:run"},
+    "training": {"pytorch": "toolkit.device.training.torch_trainer:run",
+                 "onnxruntime-training": "toolkit.device.training.ort_trainer:run",
+                 "tensorrt": "toolkit.device.tensorrt.training:run"},
+    "ort_training_artifacts": {"pytorch": "toolkit.device.training.ort_artifacts:generate"},
+    "peak": {"pytorch": "toolkit.device.training.peak:run_torch",
+             "numpy": "toolkit.device.training.peak:run_numpy"},
     "harness_overhead": {"onnxruntime": "toolkit.device.inference.ort:harness_overhead"},
     "export_onnx": {"pytorch": "toolkit.device.prepare:export_onnx"},
     "neuralscale_search": {"pytorch": "toolkit.device.prepare:neuralscale_search"},

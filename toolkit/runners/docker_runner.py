@@ -50,6 +50,9 @@ class DockerRunner:
         self.client = client
         self.image_for = image_for
         self.results_root = results_root.resolve()
+        self.results_root.mkdir(parents=True, exist_ok=True)
+        # The image's non-root user must reach the files below the mount point.
+        self.results_root.chmod(self.results_root.stat().st_mode | 0o711)
         self.data_dir = data_dir
         self.cpuset = cpuset
         self.memory_limit = memory_limit
@@ -73,8 +76,10 @@ class DockerRunner:
             image = self.client.images.get(tag)
         except ImageNotFound:
             raise UserError(f"image {tag} is missing; build it with `invoke build`") from None
+        # A pushed image has a registry digest; a local build is identified by its content id.
         digests = image.attrs.get("RepoDigests") or []
-        return {"image": tag, "image_id": image.id, "image_digest": digests[0] if digests else ""}
+        return {"image": tag, "image_id": image.id,
+                "image_digest": digests[0] if digests else image.id}
 
     def _in_container(self, path: str | Path) -> str:
         relative = Path(path).resolve().relative_to(self.results_root)

@@ -1,0 +1,253 @@
+"""The version matrix and the Dockerfiles rendered from it, checked without Docker.
+
+L4T images cannot be built here (no registry, no Jetson), so their Dockerfiles are rendered and
+checked statically: hadolint, bases and pins as the matrix says, nothing of the build stage in
+the final stage.
+"""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from toolkit import images, matrix, wheels
+from toolkit.device import versions
+from toolkit.device.errors import UserError
+
+MATRIX_TEXT = matrix.MATRIX.read_text()
+HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+
+
+def every_entry():
+    loaded = matrix.load()
+    return [(p, f) for p in loaded.platforms for f in matrix.FRAMEWORKS]
+
+
+def test_the_matrix_loads_with_every_platform_of_the_issue():
+    loaded = matrix.load()
+    assert set(loaded.platforms) == {"l4t-r32.7.1", "l4t-r35.4.1", "l4t-r36.4.0", "arm64",
+                                     "amd64"}
+    assert loaded.platform("l4t-r35.4.1").python == "3.8"
+    assert loaded.platform("l4t-r32.7.1").cuda == "10.2"
+
+
+@pytest.mark.parametrize("platform, framework", every_entry())
+def test_every_framework_is_pinned_or_says_why_not(platform, framework):
+    entry = matrix.load().platform(platform).frameworks[framework]
+    if not entry.supported:
+        assert len(entry.unsupported) > 20  # a reason a reader can act on
+        return
+    assert entry.version and entry.import_
+    assert entry.packages or entry.provided
+    for name, version in {**entry.packages, **entry.provided}.items():
+        assert re.fullmatch(r"\d+(\.\d+)*((a|b|rc)\d+)?(\+[\w.]+)?", version), (name, version)
+    for wheel in entry.wheels:  # not on PyPI: a URL, and a hash or the reason it is missing
+        assert wheel.url.endswith(".whl") and f"-{entry.packages[wheel.package]}-" in wheel.url
+        assert re.fullmatch(r"[0-9a-f]{64}", wheel.sha256) or wheel.unverified
+
+
+def test_onnxruntime_training_is_unsupported_on_every_arm_platform():
+    loaded = matrix.load()
+    for name, platform in loaded.platforms.items():
+        if platform.arch == "arm64":
+            assert "aarch64" in platform.frameworks["onnxruntime-training"].unsupported, name
+
+
+def _broken(tmp_path, old, new):
+    assert old in MATRIX_TEXT, old
+    path = tmp_path / "matrix.toml"
+    path.write_text(MATRIX_TEXT.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('version = "1.19.2"\nimport = "onnxruntime"', 'version = ">=1.19"\nimport = "onnxruntime"',
+     "platforms.amd64.frameworks.onnxruntime.version: String should match pattern"),
+    ("[platforms.amd64.frameworks.tensorrt]", "[platforms.amd64.frameworks.tensorflow]",
+     "platforms.amd64.frameworks: unknown framework 'tensorflow'; valid: pytorch"),
+    ('python = "3.11"', 'python = "three"', "platforms.amd64.python: String should match"),
+    ("schema = 1", "schema = 2", "schema: Input should be 1"),
+    ('arch = "amd64"', 'arch = "riscv64"', "platforms.amd64.arch: Input should be 'amd64' or"),
+    ('packages = { onnxruntime = "1.19.2"', 'pakages = { onnxruntime = "1.19.2"',
+     "platforms.amd64.frameworks.onnxruntime.pakages: Extra inputs are not permitted"),
+    ('sha256 = "5112e2ef', 'sha256 = "not-a-hash', "sha256: String should match pattern"),
+    ('sha256 = ""\nunverified = "sha256 not yet', 'sha256 = ""\nnote = "sha256 not yet',
+     "Extra inputs are not permitted"),
+    ('import = "torch"\nalso_import = ["onnx"]\n# The CPU', 'also_import = ["onnx"]\n# The CPU',
+     "give `version` and `import` (or `unsupported` with the reason)"),
+    ('unsupported = "a Raspberry Pi 4 has no NVIDIA GPU"',
+     'unsupported = "no GPU"\nversion = "8.6"', "an unsupported framework pins nothing"),
+    ("schema = 1", "schema = 1\n[broken", "malformed TOML"),
+])
+def test_a_broken_matrix_is_one_line_naming_where(tmp_path, old, new, message):
+    with pytest.raises(UserError) as caught:
+        matrix.load(_broken(tmp_path, old, new))
+    text = str(caught.value)
+    assert message in text and "\n" not in text, text
+
+
+def test_a_wheel_url_must_carry_the_pinned_version(tmp_path):
+    path = _broken(tmp_path, "torch-2.1.0a0+41361538.nv23.06-cp38", "torch-2.0.0-cp38")
+    with pytest.raises(UserError, match="is not version 2.1.0a0"):
+        matrix.load(path)
+
+
+def test_a_missing_framework_must_be_pinned_or_explained(tmp_path):
+    text = MATRIX_TEXT.replace('[platforms.arm64.frameworks.tensorrt]\nunsupported = '
+                               '"a Raspberry Pi 4 has no NVIDIA GPU"\n', "")
+    path = tmp_path / "matrix.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match="tensorrt: pin it or say why it is unsupported"):
+        matrix.load(path)
+
+
+def test_selection_names_what_is_valid():
+    loaded = matrix.load()
+    with pytest.raises(UserError, match="unknown platform 'jetson'; valid: amd64, arm64"):
+        loaded.selection("jetson")
+    with pytest.raises(UserError, match="unknown framework 'tf'; valid: pytorch, onnxruntime"):
+        loaded.selection("amd64", "tf")
+    with pytest.raises(UserError, match="onnxruntime-training is not supported on arm64: no"):
+        loaded.selection("arm64", "onnxruntime-training")
+    assert loaded.selection("amd64") == [("amd64", "pytorch"), ("amd64", "onnxruntime"),
+                                         ("amd64", "onnxruntime-training")]
+
+
+def test_the_hash_depends_on_the_entry_not_on_the_formatting(tmp_path):
+    loaded = matrix.load()
+    before = {key: loaded.entry_hash(*key) for key in loaded.selection()}
+    assert before == {key: matrix.load().entry_hash(*key) for key in loaded.selection()}
+    assert all(re.fullmatch(r"[0-9a-f]{12}", value) for value in before.values())
+    reformatted = tmp_path / "matrix.toml"
+    reformatted.write_text("\n".join(line.rstrip() + "   " if not line.startswith("#") else ""
+                                     for line in MATRIX_TEXT.splitlines()))
+    assert {key: matrix.load(reformatted).entry_hash(*key) for key in before} == before
+    changed = matrix.load(_broken(tmp_path, 'torch = "2.13.0+cpu", onnx = "1.17.0", numpy = '
+                                  '"1.26.4"', 'torch = "2.13.0+cpu", onnx = "1.17.0", numpy = '
+                                  '"1.26.3"'))
+    assert changed.entry_hash("amd64", "pytorch") != before[("amd64", "pytorch")]
+    assert changed.entry_hash("amd64", "onnxruntime") == before[("amd64", "onnxruntime")]
+    assert loaded.tag("amd64", "onnxruntime") == (
+        f"edgerepro/onnxruntime:amd64-{before[('amd64', 'onnxruntime')]}")
+
+
+@pytest.mark.parametrize("platform, framework", matrix.load().selection())
+def test_rendered_dockerfiles_pass_static_checks(tmp_path, platform, framework):
+    loaded = matrix.load()
+    text = images.render(loaded, platform, framework, ca_bundle=True)
+    stages = text.split("\nFROM ")
+    assert len(stages) == 3, "a build stage and a final stage"
+    base = loaded.base_of(platform, framework)
+    assert stages[1].startswith(f"{base.ref} AS build") and stages[2].startswith(base.ref)
+    final = stages[2]
+    for build_only in ("wheelhouse", "ca.crt", "PIP_CERT", "pip-"):
+        assert build_only not in final, build_only
+    assert f"COPY --from=build {images.SITE}/" in final
+    assert re.search(r"^USER \d+:\d+$", final, re.M) and "USER 0" not in final
+    assert "--require-hashes" in stages[1] and "--no-index" in stages[1]
+    assert loaded.entry_hash(platform, framework) in text
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(text)
+    # DL3006/DL3007: a registry base is pinned by its tag (or digest, where known) in the matrix,
+    # which hadolint cannot see; DL4006 concerns pipes, which these RUNs do not use.
+    done = subprocess.run([HADOLINT, "--ignore", "DL3006", "--ignore", "DL3007",
+                           str(dockerfile)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _fake_wheelhouse(tmp_path, loaded, platform, framework):
+    folder = tmp_path / platform
+    folder.mkdir()
+    python = "cp" + loaded.platform(platform).python.replace(".", "")
+    for name, version in wheels.pins(loaded, platform, framework).items():
+        (folder / f"{name.replace('-', '_')}-{version}-{python}-none-any.whl").write_bytes(
+            name.encode())
+    return folder
+
+
+@pytest.mark.parametrize("platform, framework", matrix.load().selection())
+def test_every_referenced_wheel_is_pinned_with_its_hash(tmp_path, platform, framework):
+    loaded = matrix.load()
+    entry = loaded.framework(platform, framework)
+    folder = _fake_wheelhouse(tmp_path, loaded, platform, framework)
+    for wheel in entry.wheels:  # the matrix's hash is for the real file; use the ledger here
+        object.__setattr__(wheel, "sha256", "")
+    hashes = wheels.record_hashes(loaded, platform, framework, folder)
+    lines = wheels.requirements(loaded, platform, framework, folder).splitlines()
+    assert len(lines) == len(entry.packages)
+    for line in lines:
+        assert re.fullmatch(r"[a-z0-9-]+==\S+ --hash=sha256:[0-9a-f]{64}", line), line
+    assert sorted(line.split()[0] for line in lines) == sorted(
+        f"{name}=={version}" for name, version in entry.packages.items())
+    assert set(hashes.values()) >= {line.split(":")[-1] for line in lines}
+
+
+def test_a_wheel_whose_bytes_changed_is_refused(tmp_path):
+    loaded = matrix.load()
+    folder = _fake_wheelhouse(tmp_path, loaded, "amd64", "onnxruntime")
+    wheels.record_hashes(loaded, "amd64", "onnxruntime", folder)
+    victim = next(folder.glob("numpy-*.whl"))
+    victim.write_bytes(b"tampered")
+    with pytest.raises(UserError, match=r"numpy-1.26.4.* has sha256 .*\(first download\) says"):
+        wheels.record_hashes(loaded, "amd64", "onnxruntime", folder)
+
+
+def test_a_missing_wheel_says_how_to_get_it(tmp_path):
+    loaded = matrix.load()
+    folder = _fake_wheelhouse(tmp_path, loaded, "amd64", "onnxruntime")
+    next(folder.glob("sympy-*.whl")).unlink()
+    with pytest.raises(UserError, match=r"lacks sympy==1.14.0: run `invoke wheels --platform "
+                                        r"amd64 --framework onnxruntime`"):
+        wheels.files(loaded, "amd64", "onnxruntime", folder)
+
+
+def test_pip_is_told_the_target_not_the_host():
+    assert "manylinux_2_36_aarch64" in wheels.platform_tags("arm64", "2.36")
+    assert "manylinux_2_17_aarch64" in wheels.platform_tags("arm64", "2.36")
+    assert "manylinux_2_28_x86_64" not in wheels.platform_tags("amd64", "2.27")
+    assert wheels.python_tags("3.6")[5] == "cp36m" and wheels.python_tags("3.11")[5] == "cp311"
+
+
+def test_the_version_report_reads_distributions_without_importlib_metadata():
+    found = versions.report(["json"])
+    assert found["distributions"]["numpy"] and found["python"] == sys.version.split()[0]
+    assert found["modules"] == {"json": versions.module_versions(["json"])["json"]}
+
+
+def test_version_matching_is_exact_for_pins_and_prefix_for_short_ones():
+    assert matrix.version_matches("3.11", "3.11.2")
+    assert matrix.version_matches("8.5.2", "8.5.2.2")
+    assert not matrix.version_matches("3.1", "3.11.2")
+    assert not matrix.version_matches("2.13.0+cpu", "2.13.0+cpu.1")
+    assert not matrix.version_matches("1.19.2", "1.19.0")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["build", "--platform", "jetson"], "unknown platform 'jetson'; valid: amd64, arm64"),
+    (["build", "--framework", "tf"], "unknown framework 'tf'; valid: pytorch, onnxruntime"),
+    (["build", "--platform", "arm64", "--framework", "tensorrt"],
+     "tensorrt is not supported on arm64: a Raspberry Pi 4 has no NVIDIA GPU"),
+    (["build", "--platform", "amd64"], "no Docker engine answers at tcp://127.0.0.1:9"),
+    (["build", "--ca-bundle", "/nonexistent.pem"], "--ca-bundle /nonexistent.pem: no such file"),
+    (["base", "--platform", "l4t-r36.4.0"], "l4t-r36.4.0 may not use a bootstrapped base"),
+    (["wheels", "--platform", "x"], "unknown platform 'x'"),
+])
+def test_build_mistakes_are_one_line(args, expected):
+    env = {"DOCKER_HOST": "tcp://127.0.0.1:9", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
+                          capture_output=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert expected in lines[-1] and "Traceback" not in done.stderr, done.stderr
+    assert all(line.startswith("host runner") for line in lines[:-1]), done.stderr
+
+
+def test_build_without_an_engine_is_a_note_not_a_failure():
+    env = {"DOCKER_HOST": "tcp://127.0.0.1:9", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "invoke", "build"], cwd=ROOT, text=True,
+                          capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "images: skipped, no Docker engine answers" in done.stderr

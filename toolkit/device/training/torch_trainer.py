@@ -1,0 +1,316 @@
+"""PyTorch training cell: VGG on CIFAR-shaped data with layer freezing and reduced precision.
+
+Job fields: see toolkit.device.training.common. The timed region is exactly one optimizer step
+(zero grads, forward, loss, backward, update; on CUDA followed by a synchronize) on float32
+tensors prepared before timing; the loss of every step is kept as a sample series.
+
+Freezing (freeze.py): frozen parameters get requires_grad=False, the BatchNorms of frozen blocks
+stay in eval mode (running statistics, not updated), and the frozen prefix runs under
+torch.no_grad() so no autograd graph is built for it.
+
+Accuracy (settings "epochs" > 0) is measured with every BN on running statistics; by default
+(settings "bn_eval": "precise") the trainable BNs' statistics are first recomputed over training
+batches ("precise BN", settings "bn_batches"), exactly as the ONNX Runtime cell must do, so the
+two frameworks' accuracies are comparable; "bn_eval": "running" keeps PyTorch's momentum
+averages.
+
+Precision:
+- fp32: plain.
+- bf16: torch.autocast(dtype=bfloat16), no loss scaling; on CUDA only where
+  torch.cuda.is_bf16_supported(); on CPU torch's autocast always works (without native bf16
+  matmul units, e.g. AVX2-only x86 or Cortex-A72, it is a conversion-heavy emulation: measured,
+  not refused).
+- fp16: CUDA only, autocast(float16) + GradScaler. On the CPU the cell is "not run": CPU
+  autocast's fp16 path and GradScaler are late additions (torch >= 2.3/2.4, absent from the
+  Jetson images' torch 1.10) and no CPU in the matrix has fp16 matmul units, so it would measure
+  an emulation that nobody deploys; bf16 is the CPU's reduced precision.
+"""
+import sys
+import time
+
+from toolkit.device.measure import memory
+from toolkit.device.measure.sampling import Protocol, sample
+from toolkit.device.results import NotRun, memory_records
+from toolkit.device.training import common
+from toolkit.device.training.flops import training_flops
+from toolkit.device.training.freeze import freeze_spec
+
+
+def check_device_precision(torch, device, precision):
+    # type: (Any, str, str) -> None
+    """Raise NotRun when this torch/host cannot train at (device, precision)."""
+    if device not in ("cpu", "cuda"):
+        raise NotRun("unknown device {!r} (cpu or cuda)".format(device))
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise NotRun("unknown precision {!r} (fp32, fp16 or bf16)".format(precision))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotRun("CUDA is not available here (torch {}, built for CUDA {}, no visible "
+                     "device)".format(torch.__version__, torch.version.cuda))
+    if precision == "fp16" and device == "cpu":
+        raise NotRun("fp16 training runs on CUDA only: CPU fp16 autocast would be an emulation "
+                     "without fp16 matmul units (use bf16 on the CPU)")
+    if precision == "bf16":
+        if device == "cuda" and not torch.cuda.is_bf16_supported():
+            raise NotRun("bf16 is not supported by this GPU ({})".format(
+                torch.cuda.get_device_name()))
+        if not hasattr(torch, "autocast"):
+            raise NotRun("torch {} has no torch.autocast (bf16 needs torch >= 1.10)".format(
+                torch.__version__))
+
+
+def set_train_mode(net, spec):
+    # type: (Any, Dict[str, Any]) -> None
+    """Train mode, except the BatchNorms of frozen blocks (eval: running statistics)."""
+    net.train()
+    modules = dict(net.named_modules())
+    for name in spec["eval_modules"]:
+        modules[name].eval()
+
+
+def apply_freeze(net, spec):
+    # type: (Any, Dict[str, Any]) -> List[Any]
+    """requires_grad=False on frozen parameters; returns the trainable parameters in order."""
+    frozen = set(spec["frozen"])
+    params = dict(net.named_parameters())
+    missing = (frozen | set(spec["trainable"])) ^ set(params)
+    if missing:
+        raise ValueError("freeze spec does not match the model: {}".format(sorted(missing)))
+    for name, p in params.items():
+        p.requires_grad_(name not in frozen)
+    return [params[name] for name in spec["trainable"]]
+
+
+def make_optimizer(torch, params, opt):
+    # type: (Any, List[Any], Dict[str, Any]) -> Any
+    if opt["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=opt["lr"], momentum=opt["momentum"],
+                               weight_decay=opt["weight_decay"])
+    return torch.optim.AdamW(params, lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"],
+                             weight_decay=opt["weight_decay"])
+
+
+class TorchTrainer(object):
+    """One model + optimizer + precision policy; `step(x, y)` is one optimizer step.
+
+    x, y may be numpy arrays (copied to the device) or tensors already there (the timed path).
+    """
+
+    def __init__(self, net, spec, opt, device="cpu", precision="fp32", channels_last=False):
+        import torch
+
+        self.torch = torch
+        self.spec = spec
+        self.device = torch.device(device)
+        self.precision = precision
+        self.channels_last = bool(channels_last)
+        self.net = net.to(self.device)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.params = apply_freeze(self.net, spec)
+        set_train_mode(self.net, spec)
+        self.optimizer = make_optimizer(torch, self.params, opt)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.prefix = self.net.features[:spec["split"]]
+        self.suffix = self.net.features[spec["split"]:]
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+        self.scaler = None
+        if precision == "fp16":
+            amp = getattr(torch, "amp", None)
+            if amp is not None and hasattr(amp, "GradScaler"):
+                self.scaler = amp.GradScaler("cuda")
+            else:  # torch < 2.3
+                self.scaler = torch.cuda.amp.GradScaler()
+        self.cuda = self.device.type == "cuda"
+
+    def to_device(self, x, y):
+        # type: (Any, Any) -> Tuple[Any, Any]
+        torch = self.torch
+        x = torch.as_tensor(x).to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, torch.as_tensor(y).to(self.device, non_blocking=True)
+
+    def autocast(self):
+        if self.dtype is None:
+            return _Null()
+        return self.torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def logits(self, x):
+        torch = self.torch
+        if self.spec["split"]:
+            with torch.no_grad():  # frozen prefix: a fixed function, no graph
+                x = self.prefix(x)
+        return self.net.classifier(torch.flatten(self.suffix(x), 1))
+
+    def step(self, x, y):
+        """One optimizer step; returns the loss as a detached 0-d tensor."""
+        if not self.torch.is_tensor(x):
+            x, y = self.to_device(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = self.loss_fn(self.logits(x), y)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        return loss.detach()
+
+    def recompute_bn(self, batches):
+        # type: (Iterable[Tuple[Any, Any]]) -> None
+        """"Precise BN", as the ONNX Runtime cell does: replace the running statistics of every
+        trainable BN by the cumulative average of batch statistics over `batches` under the
+        current weights (frozen BNs keep theirs)."""
+        torch = self.torch
+        frozen = set(self.spec["eval_modules"])
+        bns = [m for name, m in self.net.named_modules()
+               if isinstance(m, torch.nn.BatchNorm2d) and name not in frozen]
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average
+        try:
+            with torch.no_grad(), self.autocast():
+                for x, y in batches:
+                    self.net(self.to_device(x, y)[0])
+        finally:
+            for m, momentum in zip(bns, saved):  # noqa: B905 - Python 3.6 has no strict=
+                m.momentum = momentum
+
+    def evaluate(self, batches):
+        # type: (Iterable[Tuple[Any, Any]]) -> float
+        """Top-1 accuracy with every BatchNorm on running statistics; restores train mode."""
+        torch = self.torch
+        self.net.eval()
+        correct = total = 0
+        try:
+            with torch.no_grad(), self.autocast():
+                for x, y in batches:
+                    x, y = self.to_device(x, y)
+                    pred = self.net(x).argmax(1)
+                    correct += int((pred == y).sum())
+                    total += int(y.numel())
+        finally:
+            set_train_mode(self.net, self.spec)
+        return correct / float(max(total, 1))
+
+
+class _Null(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run(job):
+    # type: (Dict[str, Any]) -> Dict[str, Any]
+    """The "training" job for framework "pytorch" (job fields: toolkit.device.training.common)."""
+    import numpy as np
+    import torch
+
+    from toolkit.device.models import build_model
+
+    rss_baseline = memory.peak_rss_bytes()  # interpreter + numpy + torch imported
+    coords, settings = job["coords"], job["settings"]
+    device, precision = coords.get("device", "cpu"), coords.get("precision", "fp32")
+    batch, freeze = int(coords["batch"]), int(coords.get("freeze", 0))
+    check_device_precision(torch, device, precision)
+    if settings.get("threads"):
+        torch.set_num_threads(int(settings["threads"]))
+    seed = int(settings.get("seed", 0))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    if settings.get("deterministic"):
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif device == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    dataset = common.load_data(job)
+    model, widths = common.model_widths(settings)
+    classes = int(settings.get("classes", dataset.classes))
+    spec = freeze_spec(model, freeze)
+    flops = training_flops(model, widths, freeze, classes)
+    opt = common.opt_settings(settings)
+    protocol = Protocol.from_dict(job["protocol"])
+    epochs = int(settings.get("epochs", 0))
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    started = time.perf_counter()
+    trainer = TorchTrainer(build_model(model, widths, classes, seed), spec, opt, device,
+                           precision, settings.get("channels_last", False))
+    setup = time.perf_counter() - started
+    common.progress("pytorch {} {} {} freeze={} batch={} epochs={}".format(
+        model, device, precision, freeze, batch, epochs))
+
+    if epochs == 0:
+        batches = [trainer.to_device(x, y) for x, y in common.fixed_batches(
+            dataset, batch, int(settings.get("distinct_batches", 4)), seed)]
+        started = time.perf_counter()
+        losses = [trainer.step(*batches[0])]
+        first_step = time.perf_counter() - started
+        position = [1]
+
+        def one_step():
+            x, y = batches[position[0] % len(batches)]
+            position[0] += 1
+            losses.append(trainer.step(x, y))
+
+        timing = sample(one_step, protocol)
+        samples = timing.pop("samples")
+    else:
+        stream = common.epoch_batches(dataset, batch, epochs, seed,
+                                      bool(settings.get("augment", False)))
+        first = [trainer.to_device(*next(stream))]
+        started = time.perf_counter()
+        losses = [trainer.step(*first[0])]
+        first_step = time.perf_counter() - started
+        timing = common.timed_loop(trainer.step, (trainer.to_device(x, y) for x, y in stream),
+                                   protocol, settings.get("max_steps"))
+        losses += timing.pop("outputs")
+        samples = timing.pop("samples")
+    losses = [float(v) for v in losses]
+    rss_peak = memory.peak_rss_bytes()
+
+    train_size = int(settings.get("train_size", len(dataset.y_train)))
+    records, invalid = common.step_records(samples, batch, protocol, flops, train_size)
+    records = [("setup", setup, "s"), ("first_step", first_step, "s")] + records
+    records += memory_records(rss_baseline, rss_peak)
+    if device == "cuda":
+        records += [("gpu_max_allocated", float(torch.cuda.max_memory_allocated()), "B"),
+                    ("gpu_max_reserved", float(torch.cuda.max_memory_reserved()), "B")]
+    records += common.loss_records(losses)
+    records.append(("steps", float(len(losses)), "count"))
+    bn_eval = settings.get("bn_eval", "precise")
+    if epochs > 0:
+        eval_batch = int(settings.get("eval_batch", 256))
+        if bn_eval == "precise":
+            trainer.recompute_bn(common.stat_batches(dataset, eval_batch, settings, seed))
+        accuracy = trainer.evaluate(common.eval_batches(dataset, eval_batch))
+        records.append(("accuracy", accuracy, "ratio"))
+        common.progress("accuracy {:.4f} after {} steps".format(accuracy, len(losses)))
+    if not all(np.isfinite(losses)) and not invalid:
+        invalid = "non-finite loss"
+    return {
+        "records": records,
+        "invalid": invalid,
+        "samples": {"step_time": {"unit": "s", "values": samples},
+                    "loss": {"unit": "nat", "values": losses}},
+        "timing": timing,
+        "settings": dict(opt, threads=torch.get_num_threads(), freeze_split=spec["split"],
+                         trainable_params=spec["trainable"], channels_last=trainer.channels_last,
+                         autocast=str(trainer.dtype) if trainer.dtype else None,
+                         grad_scaler=trainer.scaler is not None, epochs=epochs,
+                         data=dataset.describe(), widths=widths, classes=classes,
+                         cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+                         bn_eval=bn_eval if epochs > 0 else None,
+                         mkldnn=bool(torch.backends.mkldnn.is_available())),
+        "versions": {"torch": torch.__version__, "numpy": np.__version__,
+                     "cuda": torch.version.cuda or "", "python_impl": sys.implementation.name},
+    }

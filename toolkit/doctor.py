@@ -1,0 +1,92 @@
+"""`invoke doctor`: is this machine ready to build and run the images? One line per check.
+
+Each check says ok, or what to fix in one line; a missing GPU or NVIDIA runtime is a note
+(CPU images still build and run), a missing engine or a full disk is a failure.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit import bases
+
+MIN_FREE_GB = 20.0  # the amd64 images, their build cache and a base fit in this
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "ok", "note" (optional capability missing) or "fix" (blocks building)
+    line: str
+
+
+def docker_engine() -> Check:
+    from toolkit.images import engine_or_none
+
+    client = engine_or_none(timeout=5)
+    if client is None:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        hint = ("start it: dockerd --bridge=none --iptables=false &" if shutil.which("dockerd")
+                else "apt-get install docker.io, then dockerd --bridge=none --iptables=false &")
+        return Check("docker", "fix", f"no engine answers at {where}: {hint}")
+    version = client.version()
+    return Check("docker", "ok", f"engine {version.get('Version')} (API "
+                 f"{version.get('ApiVersion')}, {version.get('Arch')})")
+
+
+def emulation() -> Check:
+    problem = bases.emulation_ready("arm64")
+    if problem:
+        return Check("qemu/binfmt", "note", f"arm64 cross-builds unavailable: {problem}")
+    return Check("qemu/binfmt", "ok", "arm64 binaries run through qemu (build-and-smoke only)")
+
+
+def debootstrap() -> Check:
+    if shutil.which("debootstrap") is None:
+        return Check("debootstrap", "fix", "missing, needed by `invoke base`: apt-get install "
+                     "debootstrap")
+    return Check("debootstrap", "ok", "present (`invoke base` can make bases without a registry)")
+
+
+def nvidia_runtime() -> Check:
+    from toolkit.images import engine_or_none
+
+    client = engine_or_none(timeout=5)
+    runtimes = (client.info().get("Runtimes") or {}) if client else {}
+    if "nvidia" in runtimes:
+        return Check("nvidia runtime", "ok", "registered with the engine")
+    return Check("nvidia runtime", "note", "not registered: L4T/GPU images cannot run here "
+                 "(install nvidia-container-toolkit and run nvidia-ctk runtime configure)")
+
+
+def gpu() -> Check:
+    if Path("/etc/nv_tegra_release").exists():
+        return Check("gpu", "ok", "Jetson (L4T): " + Path("/etc/nv_tegra_release").read_text()
+                     .splitlines()[0][:60])
+    if Path("/dev/nvidiactl").exists() and shutil.which("nvidia-smi"):
+        return Check("gpu", "ok", "NVIDIA GPU and driver present")
+    return Check("gpu", "note", "no NVIDIA GPU: CPU cells only (GPU tests are skipped)")
+
+
+def disk_space(path: Path = Path("/var/lib/docker")) -> Check:
+    where = path if path.exists() else Path("/")
+    free = shutil.disk_usage(where).free / 1e9
+    if free < MIN_FREE_GB:
+        return Check("disk", "fix", f"{free:.0f} GB free on {where}: free at least "
+                     f"{MIN_FREE_GB:.0f} GB (docker system prune removes old images)")
+    return Check("disk", "ok", f"{free:.0f} GB free on {where}")
+
+
+CHECKS: tuple[Callable[[], Check], ...] = (docker_engine, debootstrap, emulation,
+                                           nvidia_runtime, gpu, disk_space)
+
+
+def report(say: Callable[[str], object]) -> bool:
+    """Print one line per check; True when nothing blocks building the CPU images."""
+    results = [check() for check in CHECKS]
+    for result in results:
+        say(f"{result.status:>4}  {result.name}: {result.line}")
+    return all(result.status != "fix" for result in results)
