@@ -103,3 +103,35 @@ def test_neuralscale_and_uniform_end_to_end(invoke_cmd, tmp_path):
     assert report.returncode == 0, report.stderr
     md = next((tmp_path / "reports").glob("*/report.md")).read_text()
     assert "NeuralScale ÷ uniform at equal scale" in md
+
+
+@pytest.mark.slow
+def test_training_experiment_end_to_end(invoke_cmd, tmp_path):
+    spec = DATA / "tiny_training.toml"
+    done = invoke_cmd("run", "--experiment", str(spec), "--runner", "host", results=tmp_path,
+                      timeout=900)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name not in ("cache", "reports")]
+    cells = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    by_status = {}
+    for cell in cells:
+        by_status.setdefault(cell["status"], []).append(cell)
+    assert len(by_status["ok"]) == 5  # the peak cell and four fp32 training cells
+    assert len(by_status["not run"]) == 4  # fp16 on the CPU, with the reason
+    assert all("fp16" in c["reason"] for c in by_status["not run"])
+    flops = {}
+    for cell in by_status["ok"]:
+        values = {m: v for m, v, _ in cell["records"]}
+        if cell["kind"] == "peak":
+            assert values["peak_flops_fp32"] > 1e8
+            continue
+        assert values["throughput"] > 0 and values["achieved_flops"] > 0
+        flops[(cell["coords"]["framework"], cell["coords"]["freeze"])] = values[
+            "train_flops_per_image"]
+    for framework in ("pytorch", "onnxruntime-training"):
+        assert flops[(framework, 4)] < flops[(framework, 0)]  # freezing removes backward work
+    report = invoke_cmd("report", results=tmp_path)
+    assert report.returncode == 0, report.stderr
+    md = next((tmp_path / "reports").glob("*/report.md")).read_text()
+    assert "Speed-up over full fp32 training" in md and "MFU (%)" in md
+    assert "not run: fp16" in md

@@ -80,6 +80,15 @@ def prepare(cell: Cell, cache_root: Path, run: JobRunner,
             ) -> tuple[dict[str, Any], dict[str, str], list[Record]]:
     """(the cell's settings with its widths, artifact paths for the job, records made here)."""
     settings, paths, records = dict(cell.settings), {}, []
+    if cell.kind == "training" and cell.coords["framework"] == "onnxruntime-training":
+        # The training graphs, generated with torch from the cell's freeze spec; the job
+        # caches them by content under cache_dir, so a second call only confirms the hit.
+        paths["cache_dir"] = str(cache_root / "ort-training")
+        job = {"kind": "ort_training_artifacts", "coords": cell.coords | {"framework": "pytorch"},
+               "settings": settings, "artifacts": paths}
+        reason = run(f"ort-training-{cell.id}", job, cell.settings["prepare_timeout_seconds"])
+        if reason is not None:
+            raise PreparationFailed(f"ort_training_artifacts: {reason}")
     if cell.kind != "inference":
         return settings, paths, records
     timeout = cell.settings["prepare_timeout_seconds"]

@@ -118,6 +118,30 @@ def device_files() -> list[tuple[str, Path]]:
     return files
 
 
+def device_code_digest() -> str:
+    """sha256 of the device side as it is in this checkout (a label of every image), so a
+    runner can tell an image that holds older device code than the cells it would measure."""
+    summary = hashlib.sha256()
+    for name, path in device_files():
+        summary.update(f"{name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return summary.hexdigest()[:16]
+
+
+def stale_images(client: Any, frameworks: list[str], platform: str = DEFAULT_PLATFORM,
+                 matrix: Matrix | None = None) -> list[str]:
+    """Why the images of these frameworks cannot measure this checkout's cells (empty: fine)."""
+    matrix = matrix or load()
+    current, problems = device_code_digest(), []
+    for framework in frameworks:
+        tag = tag_for(framework, platform, matrix)
+        found = _existing_labels(client, tag)
+        if not found:
+            problems.append(f"{tag} is missing")
+        elif found.get(f"{LABEL}.device-code") != current:
+            problems.append(f"{tag} holds older device code")
+    return problems
+
+
 @dataclass
 class Context:
     """The build context: archive name -> bytes or a file; `digest` keys the no-op rebuild."""
@@ -214,7 +238,8 @@ def labels(matrix: Matrix, platform: str, framework: str, base_id: str = "") -> 
               f"{oci}.base.name": facts["base"]["name"],
               f"{oci}.base.digest": facts["base"]["digest"],
               f"{LABEL}.platform": platform, f"{LABEL}.framework": framework,
-              f"{LABEL}.matrix-hash": facts["matrix_hash"]}
+              f"{LABEL}.matrix-hash": facts["matrix_hash"],
+              f"{LABEL}.device-code": device_code_digest()}
     for key in ("python", "cuda", "cudnn", "tensorrt"):
         result[f"{LABEL}.{key}"] = facts[key]
     result |= {f"{LABEL}.pin.{name}": version for name, version in facts["packages"].items()}

@@ -181,6 +181,12 @@ class Matrix(_Strict):
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def framework_supported(self, platform: str, framework: str) -> bool:
+        """Whether the matrix pins this framework on this platform (no error either way)."""
+        entry = self.platforms.get(platform)
+        return bool(entry and framework in entry.frameworks
+                    and entry.frameworks[framework].supported)
+
     def tag(self, platform: str, framework: str) -> str:
         return f"edgerepro/{framework}:{platform}-{self.entry_hash(platform, framework)}"
 

@@ -45,11 +45,12 @@ def select(experiments: list[str], profile: str, overrides: dict[str, list],
     return resolved, [cell for experiment in resolved for cell in expand(experiment)]
 
 
-def choose_runner(name: str, results_root: Path, options: dict[str, Any] | None = None,
-                  ) -> tuple[Any, str]:
+def choose_runner(name: str, results_root: Path, frameworks: list[str],
+                  options: dict[str, Any] | None = None) -> tuple[Any, str]:
     """The runner for measured cells, and a note for the report when auto fell back to host.
 
-    auto: the Docker runner when an engine answers, else the host runner (said in one line).
+    auto: the Docker runner when an engine answers and the images of the cells' frameworks
+    hold this checkout's device code; else the host runner, said in one line.
     """
     if name not in RUNNERS:
         raise UserError(f"unknown runner '{name}'; valid: {', '.join(RUNNERS)}")
@@ -65,11 +66,20 @@ def choose_runner(name: str, results_root: Path, options: dict[str, Any] | None 
     else:
         client = docker_client()
     matrix = images.load()
+    platform = images.DEFAULT_PLATFORM
+    buildable = [f for f in frameworks if matrix.framework_supported(platform, f)]
+    problems = images.stale_images(client, buildable, platform, matrix)
+    if problems:
+        if name == "docker":
+            raise UserError(f"{'; '.join(problems)}: run `invoke build` first")
+        return HostRunner(), (f"{'; '.join(problems)} (run invoke build): cells ran as host "
+                              "processes")
 
     def image_for(framework: str) -> str:
         # Jobs that only need Python (self-tests) run in the smallest image.
-        return images.tag_for("onnxruntime" if framework == "python" else framework,
-                              matrix=matrix)
+        framework = "onnxruntime" if framework == "python" else framework
+        matrix.framework(platform, framework)  # UserError naming why it has no image here
+        return images.tag_for(framework, platform, matrix)
 
     options = dict(options or {}, gpus=bool((options or {}).get("gpus")))
     # Jetson boards: the NVIDIA container runtime provides the GPU and the L4T libraries.
@@ -102,7 +112,8 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
         console: Console, runner_options: dict[str, Any] | None = None,
         ) -> tuple[RunStore, RunSummary]:
     resolved, cells = select(experiments, profile, overrides)
-    runner, note = choose_runner(runner_name, results_root, runner_options)
+    frameworks = sorted({cell.coords["framework"] for cell in cells if cell.kind != "peak"})
+    runner, note = choose_runner(runner_name, results_root, frameworks, runner_options)
     if note:
         console.print(f"note: {note}")
     selection = {"experiments": [e.name for e in resolved], "profile": profile,

@@ -87,7 +87,9 @@ def _payload(cell: Cell, runner: Runner, started_at: str, settings: dict[str, An
     else:
         payload |= {"exit_code": None, "wall_s": 0.0, "log_tail": ""}
     if payload["status"] in ("ok", "invalid"):
-        payload["records"] += [list(r) for r in prepared + analytic_records(settings)]
+        payload["records"] += [list(r) for r in prepared]
+        if cell.kind in ("inference", "training"):
+            payload["records"] += [list(r) for r in analytic_records(settings)]
     return payload
 
 
@@ -96,8 +98,12 @@ def _summary_line(payload: dict[str, Any]) -> str:
         return f"{payload['status']}: {payload['reason']}"
     values = {metric: value for metric, value, _ in payload["records"]}
     peak = values.get("rss_peak_kernel", values.get("rss_peak", float("nan")))
-    latency = values.get("latency_p50", float("nan"))
+    if "peak_flops_fp32" in values:
+        return f"matmul peak {values['peak_flops_fp32'] / 1e9:.1f} GFLOP/s (fp32)"
+    latency = values.get("latency_p50", values.get("step_time_p50", float("nan")))
     text = f"p50 {latency * 1e3:.3f} ms, peak RSS {peak / 2**20:.0f} MiB"
+    if "achieved_flops" in values:
+        text += f", {values['achieved_flops'] / 1e9:.1f} GFLOP/s"
     if "cgroup_memory_peak" in values:
         text += f", container peak {values['cgroup_memory_peak'] / 2**20:.0f} MiB"
     return text if payload["status"] == "ok" else f"{text} (invalid: {payload['reason']})"
@@ -127,9 +133,14 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
                 reason = str(failure)
             if reason is None:
                 job = cell.definition() | {"settings": settings, "artifacts": paths}
-                outcome = runner.run_job(job, store.jobs_dir / cell.id,
-                                         store.logs_dir / f"{cell.id}.log",
-                                         timeout=cell.settings["timeout_seconds"])
+                try:
+                    outcome = runner.run_job(job, store.jobs_dir / cell.id,
+                                             store.logs_dir / f"{cell.id}.log",
+                                             timeout=cell.settings["timeout_seconds"])
+                except Exception as error:  # noqa: BLE001 - the engine failed, not the cell
+                    if isinstance(error, OSError) and error.errno == 28:
+                        raise  # a full disk stops the run (nothing measured is lost)
+                    reason = f"runner error: {type(error).__name__}: {error}"
             payload = _payload(cell, runner, started_at, settings, prepared, outcome, reason)
             store.save_cell(payload)
             store.rebuild_tables()

@@ -68,8 +68,9 @@ def _cell_settings(kind: str, base: dict[str, Any], coords: dict[str, Any]) -> d
     if kind == "inference":
         widths = resolve_widths(coords["model"], coords["method"], coords["scale"],
                                 base["scaling_mode"], base["classes"])
-    else:  # training retrains the full-width model
+    else:  # training retrains the full-width model on the experiment's data set
         widths = models.full_widths(coords["model"])
+        base = base | {"data": {"name": base["dataset"]}}
     return dict(base, model=coords["model"], widths=widths)
 
 
@@ -83,6 +84,15 @@ def expand(experiment: ResolvedExperiment) -> list[Cell]:
     if unknown:
         raise ValueError(f"grid axes without a declared coordinate type: {unknown}")
     cells = []
+    if experiment.kind == "training":  # the machine's own matmul peak, for utilisation
+        cells += [Cell(experiment.name, "peak", {"model": "matmul", "framework": "pytorch",
+                                                 "device": device, "precision": "fp32",
+                                                 "freeze": 0, "batch": 0},
+                       {"threads": base["threads"], "seed": base["seed"],
+                        "sizes": base["peak_sizes"], "timeout_seconds": base["timeout_seconds"],
+                        "prepare_timeout_seconds": base["prepare_timeout_seconds"]},
+                       experiment.measure.model_dump())
+                  for device in grid["device"]]
     for values in itertools.product(*(grid[name] for name in axes)):
         coords = dict(zip(axes, values, strict=True))
         if any(all(coords[k] == v for k, v in rule.items()) for rule in experiment.exclude):

@@ -129,9 +129,14 @@ class TrainingSettings(_Settings):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     epochs: int = Field(0, ge=0, description="0: timing only, no accuracy")
+    max_steps: int = Field(0, ge=0, description="cap on the steps of an epochs > 0 run; 0: none")
     train_size: int = Field(50000, ge=1, description="images per epoch, for the epoch estimate")
+    distinct_batches: int = Field(4, ge=1, description="batches cycled when timing only")
+    augment: bool = False
+    bn_eval: Literal["precise", "running"] = "precise"
     channels_last: bool = False
     opset: int = Field(17, ge=7, le=21)
+    peak_sizes: list[Annotated[int, Field(ge=64)]] = [1024, 2048]  # matmul sizes of the peak cell
 
 
 KINDS: dict[str, tuple[type[_Grid], type[_Settings]]] = {

@@ -71,10 +71,22 @@ METRIC_COLUMNS = (
     Column("throughput (img/s)", "throughput", "1/s"),
     Column("peak RSS (MiB)", "rss_peak", "MiB"),
     Column("model memory (MiB)", "model_memory", "MiB"),
+    Column("step p50 (ms)", "step_time_p50", "ms"),
+    Column("step robust CV (%)", "step_time_rcv", "%"),
+    Column("train FLOP ratio (%)", "train_flops_ratio", "%"),
+    Column("achieved (GFLOP/s)", "achieved_flops", "GFLOP/s"),
+    Column("MFU (%)", "mfu", "%"),
+    Column("matmul peak (GFLOP/s)", "peak_flops_fp32", "GFLOP/s"),
+    Column("epoch estimate (s)", "epoch_time_estimate", "s"),
+    Column("loss (last)", "loss_last", "nat"),
+    Column("GPU max allocated (MiB)", "gpu_max_allocated", "MiB"),
+    Column("container peak (MiB)", "cgroup_memory_peak", "MiB"),
     Column("accuracy (%)", "accuracy", "%"),
     Column("accuracy / MB", "accuracy_per_mb", "1/MB"),
     Column("memory / param (B)", "memory_per_param", "B"),
 )
+# Per-size and per-dtype figures of the peak cell stay in the raw data (the fp32 peak is shown).
+NOT_TABULATED_PREFIXES = ("matmul_", "peak_flops_bf16", "peak_flops_fp16")
 # Known metrics kept out of the table to keep it readable; they stay in records.parquet.
 NOT_TABULATED = {
     "latency_max",
@@ -86,6 +98,11 @@ NOT_TABULATED = {
     "rss_baseline",
     "rss_peak_kernel",
     "accuracy_final",
+    "step_time_min", "step_time_p90", "step_time_p99", "step_time_max", "step_time_mean",
+    "step_time_std", "step_time_iqr", "step_time_cv", "step_time_n", "setup", "first_step",
+    "forward_flops_per_image", "train_flops_per_image", "train_flops_per_step",
+    "steps_per_epoch", "loss_first", "loss_tail_mean", "loss_finite", "steps",
+    "gpu_max_reserved",
 }
 
 Metrics = dict[str, tuple[float, str]]  # metric -> (value, SI unit) of one cell
@@ -184,6 +201,9 @@ def _load_metrics(path: Path) -> dict[str, Metrics]:
     out: dict[str, Metrics] = {}
     for cell_id, metric, value, unit in records.iter_rows():
         out.setdefault(cell_id, {})[metric] = (value, unit)
+    if "device" in pl.read_parquet_schema(path):
+        devices = dict(pl.read_parquet(path, columns=["cell_id", "device"]).unique().iter_rows())
+        _add_utilisation(out, devices)
     for measured in out.values():  # derived figures (toolkit/derived.py) beside the measured
         plain = {metric: value for metric, (value, _) in measured.items()}
         for name, (unit, _) in DERIVED.items():
@@ -191,6 +211,17 @@ def _load_metrics(path: Path) -> dict[str, Metrics]:
             if value is not None:
                 measured[name] = (value, unit)
     return out
+
+
+def _add_utilisation(metrics: dict[str, Metrics], devices: dict[str, str]) -> None:
+    """Model-FLOP utilisation of each training cell against the run's own fp32 matmul peak
+    measured on the same device."""
+    peaks = {devices.get(cell_id): m["peak_flops_fp32"][0] for cell_id, m in metrics.items()
+             if "peak_flops_fp32" in m}
+    for cell_id, measured in metrics.items():
+        peak = peaks.get(devices.get(cell_id))
+        if "achieved_flops" in measured and peak:
+            measured["mfu"] = (measured["achieved_flops"][0] / peak, "ratio")
 
 
 def _relative(run_dir: Path, out_dir: Path) -> str:
@@ -252,6 +283,7 @@ def _experiment(
         "summary": _status_summary([r["status"] for r in rows]),
         "table": _table(rows, coords, metrics),
         "method_ratios": _method_ratios(rows, metrics),
+        "speedups": _speedups(rows, metrics),
         "charts": _charts(name, rows, coords, metrics, out_dir),
     }
 
@@ -279,6 +311,26 @@ def _method_ratios(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> d
             cells.append(units.fmt(a / b) if a is not None and b else units.MISSING)
         body.append(cells)
     return {"headers": pair_on + [f"{label} NS/U" for label, _ in RATIO_METRICS], "rows": body}
+
+
+def _speedups(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> dict[str, Any]:
+    """Training throughput per (framework, device, batch, freeze) and precision, relative to
+    the same framework, device and batch at freeze 0 in fp32: the training study's matrix."""
+    if not rows or "freeze" not in rows[0]:
+        return {"headers": [], "rows": []}
+    throughput = {(r["framework"], r["device"], r["batch"], r["freeze"], r["precision"]):
+                  metrics[r["cell_id"]]["throughput"][0] for r in rows
+                  if r["status"] == "ok" and "throughput" in metrics.get(r["cell_id"], {})}
+    precisions = sorted({key[4] for key in throughput})
+    body = []
+    for group in sorted({key[:4] for key in throughput}):
+        reference = throughput.get((*group[:3], 0, "fp32"))
+        if not reference:
+            continue
+        body.append([_coord_text(v) for v in group] + [
+            units.fmt(throughput[(*group, p)] / reference) + "×" if (*group, p) in throughput
+            else units.MISSING for p in precisions])
+    return {"headers": ["framework", "device", "batch", "freeze", *precisions], "rows": body}
 
 
 def _sorted_rows(cells: pl.DataFrame) -> list[dict[str, Any]]:
@@ -359,7 +411,7 @@ def _table(
     columns = [c for c in METRIC_COLUMNS if c.metric in present] + [
         Column(f"{m} ({units.DISPLAY.get(u, u)})", m, units.DISPLAY.get(u, u))
         for m, u in sorted(present.items())
-        if m not in known
+        if m not in known and not m.startswith(NOT_TABULATED_PREFIXES)
     ]
     body = []
     for row in rows:
@@ -387,6 +439,8 @@ def _charts(
     metrics: dict[str, Metrics],
     out_dir: Path,
 ) -> list[dict[str, Any]]:
+    if rows and "method" not in rows[0]:
+        return []  # latency/memory against parameters is the scaling study's view
     ok = [r for r in rows if r["status"] == "ok" and "params" in metrics.get(r["cell_id"], {})]
     # one series per (model, method) plus whatever else varies, except the swept scale
     varying = [c for c in coords if c != "scale" and len({_coord_text(r.get(c)) for r in ok}) > 1]

@@ -71,11 +71,14 @@ class DockerRunner:
         """Tag, id and repo digest of a framework's image (recorded with every cell)."""
         from docker.errors import ImageNotFound
 
-        tag = self.image_for(framework)
+        try:
+            tag = self.image_for(framework)
+        except UserError:  # no image of this framework on this platform: the cell says why
+            return {"image": "", "image_id": "", "image_digest": ""}
         try:
             image = self.client.images.get(tag)
-        except ImageNotFound:
-            raise UserError(f"image {tag} is missing; build it with `invoke build`") from None
+        except ImageNotFound:  # the cell itself is recorded as not run for this reason
+            return {"image": tag, "image_id": "", "image_digest": ""}
         # A pushed image has a registry digest; a local build is identified by its content id.
         digests = image.attrs.get("RepoDigests") or []
         return {"image": tag, "image_id": image.id,
@@ -118,9 +121,23 @@ class DockerRunner:
         job_path.write_text(json.dumps(self._translate(job)))
         result_path.unlink(missing_ok=True)
         framework = job["coords"]["framework"]
-        image = self.image_for(framework)
+        try:
+            image = self.image_for(framework)
+        except UserError as missing:
+            return JobOutcome(result={"status": "not run", "reason": f"no image: {missing}",
+                                      "records": []}, exit_code=0, timed_out=False,
+                              peak_rss_kernel=None, wall_s=0.0, log_tail="")
         command = ["python3", "-m", "toolkit.device.job", self._in_container(job_path),
                    self._in_container(result_path)]
+        from docker.errors import ImageNotFound
+
+        try:
+            self.client.images.get(image)  # never pull: images come from `invoke build`
+        except ImageNotFound:
+            return JobOutcome(result={"status": "not run", "records": [], "reason":
+                                      f"image {image} is missing (invoke build)"},
+                              exit_code=0, timed_out=False, peak_rss_kernel=None, wall_s=0.0,
+                              log_tail="")
         started = time.monotonic()
         container = self.client.containers.run(image, command, **self._run_options())
         timed_out = False
