@@ -22,6 +22,7 @@ Job fields every training cell reads (the ORT cell also reads its artifacts, see
 import math
 import time
 
+from toolkit.device.measure.sampling import sample
 from toolkit.device.measure.stats import summarize
 from toolkit.device.results import latency_records
 
@@ -130,6 +131,43 @@ def timed_loop(step, batches, protocol, max_steps=None, clock=time.perf_counter)
     return {"samples": times[warm:], "warmup_count": warm,
             "warmup_seconds": math.fsum(times[:warm]), "measure_seconds": clock() - started,
             "outputs": outputs}
+
+
+def timed_training(step, dataset, batch, epochs, seed, settings, protocol,
+                   prepare=lambda x, y: (x, y)):
+    # type: (Callable[[Any, Any], Any], Any, int, int, int, Dict[str, Any], Any, Callable[[Any, Any], Tuple[Any, Any]]) -> Tuple[List[float], float, List[float], Dict[str, Any]]
+    """The timed part of every training cell: (every step's loss, first-step seconds, step-time
+    samples, warm-up accounting). `prepare(x, y)` moves a numpy batch to the framework (outside
+    the timed region for cycled batches).
+
+    epochs == 0: distinct prepared batches cycled under the sampling protocol; epochs > 0: every
+    batch of every epoch, each step timed, the protocol's warm-up steps dropped.
+    """
+    if epochs == 0:
+        batches = [prepare(x, y) for x, y in fixed_batches(
+            dataset, batch, int(settings.get("distinct_batches", 4)), seed)]
+        started = time.perf_counter()
+        losses = [step(*batches[0])]
+        first_step = time.perf_counter() - started
+        position = [1]
+
+        def one_step():
+            x, y = batches[position[0] % len(batches)]
+            position[0] += 1
+            losses.append(step(x, y))
+
+        timing = sample(one_step, protocol)
+    else:
+        stream = (prepare(x, y) for x, y in epoch_batches(
+            dataset, batch, epochs, seed, bool(settings.get("augment", False))))
+        first = next(stream)
+        started = time.perf_counter()
+        losses = [step(*first)]
+        first_step = time.perf_counter() - started
+        timing = timed_loop(step, stream, protocol, settings.get("max_steps"))
+        losses += timing.pop("outputs")
+    samples = timing.pop("samples")
+    return [float(v) for v in losses], first_step, samples, timing
 
 
 def step_records(samples, batch, protocol, flops, train_size):

@@ -29,7 +29,7 @@ import sys
 import time
 
 from toolkit.device.measure import memory
-from toolkit.device.measure.sampling import Protocol, sample
+from toolkit.device.measure.sampling import Protocol
 from toolkit.device.results import NotRun, memory_records
 from toolkit.device.training import common
 from toolkit.device.training.flops import training_flops
@@ -249,33 +249,8 @@ def run(job):
     common.progress("pytorch {} {} {} freeze={} batch={} epochs={}".format(
         model, device, precision, freeze, batch, epochs))
 
-    if epochs == 0:
-        batches = [trainer.to_device(x, y) for x, y in common.fixed_batches(
-            dataset, batch, int(settings.get("distinct_batches", 4)), seed)]
-        started = time.perf_counter()
-        losses = [trainer.step(*batches[0])]
-        first_step = time.perf_counter() - started
-        position = [1]
-
-        def one_step():
-            x, y = batches[position[0] % len(batches)]
-            position[0] += 1
-            losses.append(trainer.step(x, y))
-
-        timing = sample(one_step, protocol)
-        samples = timing.pop("samples")
-    else:
-        stream = common.epoch_batches(dataset, batch, epochs, seed,
-                                      bool(settings.get("augment", False)))
-        first = [trainer.to_device(*next(stream))]
-        started = time.perf_counter()
-        losses = [trainer.step(*first[0])]
-        first_step = time.perf_counter() - started
-        timing = common.timed_loop(trainer.step, (trainer.to_device(x, y) for x, y in stream),
-                                   protocol, settings.get("max_steps"))
-        losses += timing.pop("outputs")
-        samples = timing.pop("samples")
-    losses = [float(v) for v in losses]
+    losses, first_step, samples, timing = common.timed_training(
+        trainer.step, dataset, batch, epochs, seed, settings, protocol, trainer.to_device)
     rss_peak = memory.peak_rss_bytes()
 
     train_size = int(settings.get("train_size", len(dataset.y_train)))
