@@ -36,7 +36,8 @@ def test_every_task_explains_itself(invoke_cmd):
 
 @pytest.mark.slow
 def test_run_measures_every_cell_then_a_rerun_measures_none(invoke_cmd, tmp_path):
-    first = invoke_cmd("run", "--experiment", str(TINY_SPEC), results=tmp_path)
+    first = invoke_cmd("run", "--experiment", str(TINY_SPEC), "--runner", "host",
+                       results=tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("[ok]") == 4, first.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name != "cache"]
@@ -47,8 +48,8 @@ def test_run_measures_every_cell_then_a_rerun_measures_none(invoke_cmd, tmp_path
         assert values["latency_p50"] > 0 and values["latency_n"] >= 20
         assert values["rss_peak_kernel"] >= values["rss_peak"] > values["rss_baseline"] > 0
     # A complete run is not resumed: a re-run starts a new one unless given the run id.
-    again = invoke_cmd("run", "--experiment", str(TINY_SPEC), "--run-id", run_dir.name,
-                       results=tmp_path)
+    again = invoke_cmd("run", "--experiment", str(TINY_SPEC), "--runner", "host",
+                       "--run-id", run_dir.name, results=tmp_path)
     assert again.returncode == 0 and "[ok]" not in again.stderr
     assert "4 already done" in again.stderr
 
@@ -56,7 +57,8 @@ def test_run_measures_every_cell_then_a_rerun_measures_none(invoke_cmd, tmp_path
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_cells_and_the_rerun_measures_only_the_rest(tmp_path):
     env = dict(os.environ, EDGEREPRO_RESULTS=str(tmp_path))
-    command = [sys.executable, "-m", "invoke", "run", "--experiment", str(TINY_SPEC)]
+    command = [sys.executable, "-m", "invoke", "run", "--experiment", str(TINY_SPEC),
+               "--runner", "host"]
     child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -82,7 +84,8 @@ def test_ctrl_c_keeps_finished_cells_and_the_rerun_measures_only_the_rest(tmp_pa
 @pytest.mark.slow
 def test_neuralscale_and_uniform_end_to_end(invoke_cmd, tmp_path):
     spec = DATA / "tiny_scaling.toml"
-    done = invoke_cmd("run", "--experiment", str(spec), results=tmp_path, timeout=900)
+    done = invoke_cmd("run", "--experiment", str(spec), "--runner", "host", results=tmp_path,
+                      timeout=900)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("[ok]") == 4, done.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name not in ("cache", "reports")]
