@@ -276,8 +276,8 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> DataSet:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise UserError("the digits set needs scikit-learn (a test/dev dependency): "
-                        "pip install scikit-learn") from None
+        raise UserError("the digits set needs scikit-learn: pip install -e '.[data]' "
+                        "(or another dataset: synthetic, cifar10, cifar100)") from None
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float64)  # N x 8 x 8, 0..16
     y = np.asarray(bunch.target, dtype=np.int64)
