@@ -272,9 +272,11 @@ def _experiment(
 ) -> dict[str, Any]:
     spec = manifest.get("spec", {}).get(name, {})
     rows = _sorted_rows(cells.filter(pl.col("experiment") == name))
+    # Coordinates this experiment has (a run of several kinds leaves others' axes empty).
     coords = [c for c in COORDS if c in cells.columns] + [
         c for c in cells.columns if c not in COORDS and c not in BOOKKEEPING
     ]
+    coords = [c for c in coords if any(r.get(c) is not None for r in rows)]
     return {
         "name": name,
         "description": str(spec.get("description", "")),
@@ -296,7 +298,7 @@ RATIO_METRICS = (("latency p50", "latency_p50"), ("model memory", "model_memory"
 
 def _method_ratios(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> dict[str, Any]:
     """NeuralScale ÷ uniform per (model, scale, framework, device, precision, batch)."""
-    pair_on = [c for c in COORDS if c != "method" and rows and c in rows[0]]
+    pair_on = [c for c in COORDS if c != "method" and any(r.get(c) is not None for r in rows)]
     by_method: dict[str, dict[tuple, dict[str, float]]] = {}
     for row in rows:
         if row["status"] == "ok" and row.get("method"):
