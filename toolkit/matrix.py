@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.device.errors import UserError
 from toolkit.experiments.spec import describe_validation_error
+from toolkit.tomlfiles import read_toml
 
 CONTAINERS = Path(__file__).resolve().parents[1] / "containers"
 MATRIX = CONTAINERS / "matrix.toml"
@@ -205,12 +205,7 @@ class Matrix(_Strict):
 
 def load(path: Path = MATRIX) -> Matrix:
     """Read and validate the matrix; every problem is one UserError line."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path}: malformed TOML: {error}") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read the version matrix: {error.strerror}") from None
+    data = read_toml(path, "the version matrix")
     try:
         return Matrix.model_validate(data)
     except ValidationError as error:

@@ -5,7 +5,6 @@ settings; both are validated strictly so a typo is an error naming the bad key o
 """
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.device.errors import UserError
 from toolkit.device.models import MODEL_NAMES
+from toolkit.tomlfiles import read_toml
 
 SPEC_DIR = Path(__file__).parent
 PROFILES = ("smoke", "quick", "paper")
@@ -213,12 +213,7 @@ def _validated(spec: ExperimentSpec, profile: str, grid: dict, settings: dict, s
 
 
 def load_spec(path: Path) -> ExperimentSpec:
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path}: malformed TOML: {error}") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read experiment spec: {error.strerror}") from None
+    data = read_toml(path, "experiment spec")
     try:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as error:

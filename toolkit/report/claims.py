@@ -8,7 +8,6 @@ the reason; the observed number is shown beside the expected one whenever it can
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolkit.derived import metric_value
 from toolkit.device.errors import UserError
 from toolkit.experiments.spec import PROFILES, describe_validation_error
+from toolkit.tomlfiles import read_toml
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "reports" / "published"
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
@@ -88,9 +88,7 @@ def load_publications(directory: Path = PUBLISHED_DIR) -> list[Publication]:
     publications = []
     for path in sorted(directory.glob("*.toml")):
         try:
-            publications.append(Publication.model_validate(tomllib.loads(path.read_text())))
-        except tomllib.TOMLDecodeError as error:
-            raise UserError(f"{path}: malformed TOML: {error}") from None
+            publications.append(Publication.model_validate(read_toml(path, "published claims")))
         except ValidationError as error:
             raise UserError(describe_validation_error(error, path.name)) from None
     return publications
