@@ -246,10 +246,8 @@ def run(job):
                 ("engine_plan_size", float(len(plan)), "B")]
     records += [(k, v, "B") for k, v in sorted(engine_info.items())]
     records += probe.records() + memory_records(rss_baseline, rss_peak)
-    records += common.loss_records(losses)
-    records.append(("steps", float(len(losses)), "count"))
-    if not all(np.isfinite(losses)) and not invalid:
-        invalid = "non-finite loss"
+    loss, invalid = common.loss_outcome(losses, invalid)
+    records += loss
     return {
         "records": records,
         "invalid": invalid,

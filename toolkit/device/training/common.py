@@ -204,6 +204,16 @@ def loss_records(losses):
             ("loss_finite", float(np.isfinite(values).all()), "ratio")]
 
 
+def loss_outcome(losses, invalid):
+    # type: (List[float], Optional[str]) -> Tuple[List[Tuple[str, float, str]], Optional[str]]
+    """Loss records and the step count, and the verdict: a non-finite loss makes an otherwise
+    valid cell INVALID (every trainer ends this way)."""
+    records = loss_records(losses) + [("steps", float(len(losses)), "count")]
+    if not invalid and not all(math.isfinite(v) for v in losses):
+        invalid = "non-finite loss"
+    return records, invalid
+
+
 def opt_settings(settings):
     # type: (Dict[str, Any]) -> Dict[str, Any]
     """The optimizer hyper-parameters with their defaults, as recorded."""

@@ -302,16 +302,14 @@ def run(job):
     records, invalid = common.step_records(samples, batch, protocol, flops, train_size)
     records = [("setup", setup, "s"), ("first_step", first_step, "s")] + records
     records += memory_records(rss_baseline, rss_peak)
-    records += common.loss_records(losses)
-    records.append(("steps", float(len(losses)), "count"))
+    loss, invalid = common.loss_outcome(losses, invalid)
+    records += loss
     if epochs > 0:
         eval_batch = int(settings.get("eval_batch", 256))
         accuracy = trainer.evaluate(common.eval_batches(dataset, eval_batch),
                                     common.stat_batches(dataset, eval_batch, settings, seed))
         records.append(("accuracy", accuracy, "ratio"))
         common.progress("accuracy {:.4f} after {} steps".format(accuracy, len(losses)))
-    if not all(np.isfinite(losses)) and not invalid:
-        invalid = "non-finite loss"
     return {
         "records": records,
         "invalid": invalid,

@@ -260,8 +260,8 @@ def run(job):
     if device == "cuda":
         records += [("gpu_max_allocated", float(torch.cuda.max_memory_allocated()), "B"),
                     ("gpu_max_reserved", float(torch.cuda.max_memory_reserved()), "B")]
-    records += common.loss_records(losses)
-    records.append(("steps", float(len(losses)), "count"))
+    loss, invalid = common.loss_outcome(losses, invalid)
+    records += loss
     bn_eval = settings.get("bn_eval", "precise")
     if epochs > 0:
         eval_batch = int(settings.get("eval_batch", 256))
@@ -270,8 +270,6 @@ def run(job):
         accuracy = trainer.evaluate(common.eval_batches(dataset, eval_batch))
         records.append(("accuracy", accuracy, "ratio"))
         common.progress("accuracy {:.4f} after {} steps".format(accuracy, len(losses)))
-    if not all(np.isfinite(losses)) and not invalid:
-        invalid = "non-finite loss"
     return {
         "records": records,
         "invalid": invalid,
