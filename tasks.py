@@ -146,6 +146,80 @@ def report(c, run_id="", compare="", threshold=0.10):
     print(f"report: {paths['md']}\nreport: {paths['html']}")
 
 
+_SELECT = {"platform": "only this platform's images (default: amd64, like `invoke build`)",
+           "framework": "only this framework (pytorch, onnxruntime, onnxruntime-training, "
+                        "tensorrt)"}
+
+
+@task(help={"registry": "HOST[:PORT]/NAMESPACE, e.g. 127.0.0.1:5000/mylab (log in with "
+                        "`docker login HOST` first if it needs credentials)", **_SELECT})
+@user_errors
+def push(c, registry, platform="", framework=""):
+    """Push the matrix's images to a registry; their digests go to containers/images.lock.json."""
+    from rich.console import Console
+
+    from toolkit.distribution import registry as registries
+
+    registries.push_task(registry, platform, framework, Console(stderr=True, soft_wrap=True))
+
+
+@task(help={"registry": "pull the matrix's tags from this HOST[:PORT]/NAMESPACE and lock their "
+                        "digests (default: pull exactly the digests the lock file holds)",
+            **_SELECT})
+@user_errors
+def pull(c, registry="", platform="", framework=""):
+    """Pull the matrix's images by digest and tag them for `run` (images.lock.json)."""
+    from rich.console import Console
+
+    from toolkit.distribution import registry as registries
+
+    registries.pull_task(registry, platform, framework, Console(stderr=True, soft_wrap=True))
+
+
+@task(help={"out": "directory for the archives and their .json manifests (default: build/images)",
+            **_SELECT})
+@user_errors
+def save(c, out="", platform="", framework=""):
+    """Write each image as a gzip docker-save archive plus a manifest, for offline devices."""
+    from rich.console import Console
+
+    from toolkit.distribution import archive
+
+    archive.save_task(Path(out) if out else ROOT / "build" / "images", platform, framework,
+                      Console(stderr=True, soft_wrap=True))
+
+
+@task(positional=["archive"],
+      help={"archive": "an .tar.gz that `invoke save` wrote (its .json manifest beside it)"})
+@user_errors
+def load(c, archive):
+    """Check an image archive (sha256, version matrix), load it and check the loaded image id."""
+    from rich.console import Console
+
+    from toolkit.distribution import archive as archives
+
+    archives.load_task([Path(archive)], Console(stderr=True, soft_wrap=True))
+
+
+@task(positional=["image"],
+      help={"image": "IMAGE: a tag, id or repo@sha256 digest (comma-separated for several), or "
+                     "'all': every matrix image of --platform on this engine",
+            "platform": "with 'all': whose images (default: amd64)"})
+@user_errors
+def verify(c, image, platform=""):
+    """Check images' labels and version manifests against the matrix; a table per image."""
+    from rich.console import Console
+
+    from toolkit.distribution import verify as verification
+
+    width = None if sys.stdout.isatty() else 160  # logs and pipes: rows unwrapped, greppable
+    names = [] if image == "all" else [name for name in image.split(",") if name]
+    failed = verification.verify_task(names, platform,
+                                      Console(width=width))
+    if failed:
+        raise Exit("\n".join(f"verify failed: {line}" for line in failed), code=1)
+
+
 @task(help={"all": "also the slow and Docker-backed tests (what CI runs)",
             "k": "only tests matching this pytest -k expression"})
 def test(c, all=False, k=""):
