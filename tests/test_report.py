@@ -15,11 +15,17 @@ from toolkit.report.render import render_report
 
 RUN_ID = "20250101T000000Z-test"
 EXP = "inference_scaling"
+TRAIN_EXP = "training"
 COORDS = {"framework": "ort", "device": "cpu", "precision": "fp32", "batch": 1}
 SCALES = (0.25, 0.5, 0.75, 1.0)
 FULL_PARAMS = 9_231_114
 NOT_RUN_REASON = "no trained checkpoint for neuralscale"
 FAILED_REASON = "onnxruntime error | out of memory <alloc>"
+# (framework, precision, freeze, images/s) of the ok training cells; batch 8 on the CPU
+TRAINING = (("pytorch", "fp32", 0, 40.0), ("pytorch", "fp16", 4, 55.5),
+            ("onnxruntime-training", "fp32", 0, 31.25), ("onnxruntime-training", "fp32", 4, 47.0))
+LOSS_STEPS = 6
+CELL_FIELDS = ("status", "reason", "runner", "started_at", "wall_s")
 
 
 def _cell(cell_id: str, model: str, method: str, scale: float, status: str, reason: str) -> dict:
@@ -31,6 +37,7 @@ def _cell(cell_id: str, model: str, method: str, scale: float, status: str, reas
         "method": method,
         "scale": scale,
         **COORDS,
+        "freeze": None,
         "status": status,
         "reason": reason,
         "runner": "host",
@@ -39,8 +46,14 @@ def _cell(cell_id: str, model: str, method: str, scale: float, status: str, reas
     }
 
 
+def _training_cell(cell_id: str, framework: str, precision: str, freeze: int) -> dict:
+    return _cell(cell_id, "vgg16", None, None, "ok", "") | {
+        "experiment": TRAIN_EXP, "framework": framework, "precision": precision,
+        "freeze": freeze, "batch": 8}
+
+
 def _metrics(scale: float) -> dict[str, tuple[float, str]]:
-    """Known values per ok cell; p50 at scale 1.0 is 0.0123 s."""
+    """Known values per ok cell; p50 at scale 1.0 is 0.0123 s, accuracy 0.8 + 0.1 × scale."""
     peak = (100 + 40 * scale) * 2**20
     return {
         "params": (round(FULL_PARAMS * scale**2), "count"),
@@ -55,47 +68,60 @@ def _metrics(scale: float) -> dict[str, tuple[float, str]]:
         "rss_baseline": (100 * 2**20, "B"),
         "rss_peak": (peak, "B"),
         "model_memory": (peak - 100 * 2**20, "B"),
+        "accuracy": (0.8 + 0.1 * scale, "ratio"),
     }
 
 
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    run = tmp_path / "results" / RUN_ID
+def _training_metrics(images_per_s: float) -> dict[str, tuple[float, str]]:
+    return {"params": (14_728_266.0, "count"), "step_time_p50": (8 / images_per_s, "s"),
+            "throughput": (images_per_s, "1/s"), "rss_peak": (900 * 2**20, "B")}
+
+
+def _records(cell: dict, metrics: dict[str, tuple[float, str]]) -> list[dict]:
+    coords = {k: v for k, v in cell.items() if k not in CELL_FIELDS}
+    return [{**coords, "metric": m, "value": float(v), "unit": u} for m, (v, u) in metrics.items()]
+
+
+def _samples(cell_id: str, metric: str, values: list[float], unit: str) -> list[dict]:
+    return [{"run_id": RUN_ID, "cell_id": cell_id, "metric": metric, "i": i, "value": v,
+             "unit": unit} for i, v in enumerate(values)]
+
+
+def write_synthetic_run(root: Path) -> Path:
+    """A run of both studies in results/<RUN_ID>/ under root, with every record each report
+    chart needs: latency, memory and accuracy of scaled models; images/s and per-step losses of
+    training cells. Shared with the browser test, which must see every chart drawn."""
+    run = root / "results" / RUN_ID
     run.mkdir(parents=True)
     cells = [_cell(f"c{i}", "vgg11", "uniform", s, "ok", "") for i, s in enumerate(SCALES)]
     cells += [
         _cell("c4", "vgg11", "neuralscale", 0.5, "not run", NOT_RUN_REASON),
         _cell("c5", "mobilenetv2", "uniform", 1.0, "failed", FAILED_REASON),
     ]
-    pl.DataFrame(cells).write_parquet(run / "cells.parquet")
     records, samples = [], []
     for cell, scale in zip(cells, SCALES, strict=False):
-        coords = {
-            k: v
-            for k, v in cell.items()
-            if k not in ("status", "reason", "runner", "started_at", "wall_s")
-        }
-        for metric, (value, unit) in _metrics(scale).items():
-            if scale == 0.25 and metric == "macs":
-                continue  # a metric missing for one cell must show as "–"
-            records.append({**coords, "metric": metric, "value": float(value), "unit": unit})
-        samples += [
-            {
-                "run_id": RUN_ID,
-                "cell_id": cell["cell_id"],
-                "metric": "latency",
-                "i": i,
-                "value": 0.0123 * scale,
-                "unit": "s",
-            }
-            for i in range(3)
-        ]
+        metrics = _metrics(scale)
+        if scale == 0.25:
+            del metrics["macs"]  # a metric missing for one cell must show as "–"
+        records += _records(cell, metrics)
+        samples += _samples(cell["cell_id"], "latency", [0.0123 * scale] * 3, "s")
+    for i, (framework, precision, freeze, rate) in enumerate(TRAINING):
+        cell = _training_cell(f"t{i}", framework, precision, freeze)
+        cells.append(cell)
+        records += _records(cell, _training_metrics(rate))
+        losses = [2.3 * (0.9 - 0.05 * i) ** step for step in range(LOSS_STEPS)]
+        samples += _samples(cell["cell_id"], "loss", losses, "nat")
+        samples += _samples(cell["cell_id"], "step_time", [8 / rate] * 3, "s")
+    peak = _training_cell("t-peak", "pytorch", "fp32", 0) | {"model": "matmul", "batch": 0}
+    cells.append(peak)  # the machine's matmul peak: neither throughput nor loss
+    records += _records(peak, {"peak_flops_fp32": (50e9, "FLOP/s")})
+    pl.DataFrame(cells).write_parquet(run / "cells.parquet")
     pl.DataFrame(records).write_parquet(run / "records.parquet")
     pl.DataFrame(samples).write_parquet(run / "samples.parquet")
     manifest = {
         "run_id": RUN_ID,
         "created": "2025-01-01T00:00:00Z",
-        "experiments": [EXP],
+        "experiments": [EXP, TRAIN_EXP],
         "profile": "smoke",
         "runner": "host",
         "runner_note": "no Docker engine: host runner",
@@ -124,6 +150,11 @@ def run_dir(tmp_path: Path) -> Path:
     }
     (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return run
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return write_synthetic_run(tmp_path)
 
 
 @pytest.fixture
@@ -252,7 +283,9 @@ def test_no_ok_cells_and_results_link(run_dir: Path, tmp_path: Path) -> None:
     (run_dir / "records.parquet").unlink()
     paths = render_report(run_dir, tmp_path / "out", results_link="data")
     md = paths["md"].read_text(encoding="utf-8")
-    assert len(_table_rows(md)) == 6 and "No charts" in md
+    assert len(_table_rows(md)) == 6
+    assert f"**{EXP}: latency p50 vs parameters** skipped: no ok cell has a parameter" in md
+    assert f"**{TRAIN_EXP}: training throughput per framework** skipped: no ok" in md
     assert "](data/records.parquet) (missing)" in md
     assert not (tmp_path / "out" / "charts").exists()
 
@@ -269,3 +302,112 @@ def test_extra_coordinates_and_metrics_render_generically(run_dir: Path, tmp_pat
     header = next(line for line in md.splitlines() if line.startswith("| model |"))
     assert "| freeze |" in header and "| accuracy (%) |" in header
     assert "| 91.2 |" in md
+
+
+# Every chart of the synthetic run: (file under charts/, title) in report order.
+CHARTS = (
+    (f"{EXP}-latency.svg", f"{EXP}: latency p50 vs parameters"),
+    (f"{EXP}-memory.svg", f"{EXP}: memory vs parameters"),
+    (f"{EXP}-accuracy-memory.svg", f"{EXP}: accuracy vs runtime memory"),
+    (f"{TRAIN_EXP}-throughput.svg", f"{TRAIN_EXP}: training throughput per framework"),
+    (f"{TRAIN_EXP}-loss.svg", f"{TRAIN_EXP}: training loss per step"),
+)
+
+
+def test_every_chart_in_markdown_and_html(rendered: tuple[dict[str, Path], str, str]) -> None:
+    paths, md, html = rendered
+    charts_dir = paths["md"].parent / "charts"
+    assert sorted(p.name for p in charts_dir.iterdir()) == sorted(name for name, _ in CHARTS)
+    images = re.findall(r"!\[([^\]]+)\]\((charts/[^)]+)\)", md)
+    assert [ref for _, ref in images] == [f"charts/{name}" for name, _ in CHARTS]
+    for (alt, _), (_, title) in zip(images, CHARTS, strict=True):
+        assert alt.startswith(title)  # alt text: the title and what the lines are
+        assert f"**{title}.**" in md  # the title beside the image, for text-only readers
+    labels = re.findall(r'<svg[^>]*role="img" aria-label="([^"]+)"', html)
+    assert len(labels) == html.count("<svg") == len(CHARTS)
+    assert [label.split(":")[1] for label in labels] == [t.split(":")[1] for _, t in CHARTS]
+    assert "skipped:" not in md and "skipped:" not in html
+
+
+def test_accuracy_memory_chart_points(rendered: tuple[dict[str, Path], str, str]) -> None:
+    paths, _, _ = rendered
+    svg = (paths["md"].parent / "charts" / f"{EXP}-accuracy-memory.svg").read_text()
+    assert "model memory (MiB)" in svg and "accuracy (%)" in svg  # units from toolkit.units
+    assert ">vgg11<" in svg and ">uniform<" in svg  # panel per model, line per method
+    for scale in ("0.25×", "0.5×", "0.75×", "1×"):  # each point labelled with its scale
+        assert f">{scale}<" in svg
+
+
+def test_training_charts_content(rendered: tuple[dict[str, Path], str, str]) -> None:
+    paths, _, _ = rendered
+    charts_dir = paths["md"].parent / "charts"
+    bars = (charts_dir / f"{TRAIN_EXP}-throughput.svg").read_text()
+    assert "training throughput (images/s)" in bars
+    for framework, precision, freeze, rate in TRAINING:
+        assert f">{framework} / cpu / {precision} / freeze {freeze} / batch 8<" in bars
+        assert f">{units.fmt(rate)}<" in bars  # every bar labelled with its value
+    assert "matmul" not in bars  # the peak cell measures no training
+    loss = (charts_dir / f"{TRAIN_EXP}-loss.svg").read_text()
+    assert "loss (nat)" in loss and ">step<" in loss
+    assert ">pytorch<" in loss and ">onnxruntime-training<" in loss  # a panel per framework
+    for _, precision, freeze, _ in TRAINING:
+        assert f">cpu / {precision} / freeze {freeze} / batch 8<" in loss
+    assert loss.count("<path") > len(TRAINING)
+
+
+def _drop(run_dir: Path, table: str, metric: str) -> None:
+    frame = pl.read_parquet(run_dir / f"{table}.parquet")
+    frame.filter(pl.col("metric") != metric).write_parquet(run_dir / f"{table}.parquet")
+
+
+def test_charts_without_their_data_are_skipped_with_the_reason(run_dir: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    render_report(run_dir, out)  # first with every chart: skipping must remove stale files
+    _drop(run_dir, "records", "accuracy")
+    _drop(run_dir, "samples", "loss")
+    paths = render_report(run_dir, out)
+    md, html = paths["md"].read_text(), paths["html"].read_text()
+    accuracy = (f"**{EXP}: accuracy vs runtime memory** skipped: no ok cell has both an "
+                "accuracy and a model memory record")
+    loss = f"**{TRAIN_EXP}: training loss per step** skipped: no ok training cell has 'loss'"
+    assert accuracy in md and loss in md
+    for text in (accuracy, loss):
+        title, reason = text.removeprefix("**").split("** ")
+        assert f"<strong>{title}</strong> {reason}" in html.replace("&#39;", "'")
+    names = sorted(p.name for p in (out / "charts").iterdir())
+    assert names == sorted(n for n, _ in CHARTS if "accuracy" not in n and "loss" not in n)
+    assert md.count("](charts/") == html.count("<svg") == 3
+
+
+def test_environment_lists_no_images_for_the_host_runner(
+        rendered: tuple[dict[str, Path], str, str]) -> None:
+    _, md, html = rendered
+    assert "### Images\n\nhost runner: no images\n" in md
+    assert '<p class="images-none">host runner: no images</p>' in html
+
+
+def test_environment_lists_each_image_with_id_and_digest(run_dir: Path, tmp_path: Path) -> None:
+    """The Docker runner's cells name their image; its id is in the per-cell JSON files only."""
+    cells = pl.read_parquet(run_dir / "cells.parquet")
+    tag = {"ort": "edgerepro/onnxruntime:amd64", "pytorch": "edgerepro/pytorch:amd64",
+           "onnxruntime-training": "edgerepro/onnxruntime-training:amd64"}
+    digest = {k: f"{v.split(':')[0]}@sha256:{k[:3]}d1" for k, v in tag.items()}
+    cells = cells.with_columns(runner=pl.lit("docker"),
+                               image=pl.col("framework").replace_strict(tag),
+                               image_digest=pl.col("framework").replace_strict(digest))
+    cells.write_parquet(run_dir / "cells.parquet")
+    (run_dir / "cells").mkdir()
+    for cell_id, framework in cells.select("cell_id", "framework").iter_rows():
+        payload = {"cell_id": cell_id, "image": tag[framework], "image_id": f"sha256:{framework}"}
+        (run_dir / "cells" / f"{cell_id}.json").write_text(json.dumps(payload))
+    paths = render_report(run_dir, tmp_path / "out")
+    md, html = paths["md"].read_text(), paths["html"].read_text()
+    assert "| image | image id | digest | cells | frameworks |" in md
+    assert ("| edgerepro/onnxruntime:amd64 | sha256:ort | edgerepro/onnxruntime@sha256:ortd1 "
+            "| 6 | ort |") in md
+    assert ("| edgerepro/pytorch:amd64 | sha256:pytorch | edgerepro/pytorch@sha256:pytd1 | 3 "
+            "| pytorch |") in md  # two training cells and the matmul peak cell
+    assert "no images" not in md
+    assert "<td><code>sha256:onnxruntime-training</code></td>" in html
+    assert html.count("<tr><td><code>edgerepro/") == 3

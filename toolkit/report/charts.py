@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib as mpl
 import matplotlib.style
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from toolkit import units
 
@@ -85,6 +85,146 @@ def _chart(
         axes[-1].set_xlabel("parameters (M)")
         axes[0].set_title(title, fontsize="medium")
         axes[0].legend(fontsize="small")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="svg", metadata=_METADATA)
+        _save(fig, path)
     return True
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One line of a panelled chart: (x, y) points in stored SI units, with an optional note per
+    point (written beside it) so a swept coordinate the axes do not show stays readable."""
+
+    panel: str
+    series: str
+    points: tuple[tuple[float, float], ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Axis:
+    """An axis: its label, the stored SI unit of its values and the unit they are shown in."""
+
+    label: str
+    unit: str
+    to: str
+    integer: bool = False  # ticks on whole numbers only (steps: there is no step 2.5)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One horizontal bar: its colour group (legend entry), its own label and an SI value."""
+
+    group: str
+    label: str
+    value: float
+
+
+MAX_LINE_POINTS = 1000  # longer lines are thinned by a stride: same picture, far smaller SVG
+_LINESTYLES = ("-", "--", ":", "-.")
+_LEGEND_INSIDE = 4  # more series than this: the legend goes beside the panel, not over lines
+
+
+def accuracy_memory_chart(traces: list[Trace], path: Path, title: str) -> bool:
+    """Accuracy (%) against runtime memory, one panel per model: the scaling study's claim is a
+    better accuracy for the same memory, which only this view shows directly."""
+    memory = units.DISPLAY["B"]
+    x = Axis(f"model memory ({memory})", "B", memory)
+    return _trace_chart(traces, path, title, x, Axis("accuracy (%)", "ratio", "%"), markers=True)
+
+
+def loss_chart(traces: list[Trace], path: Path, title: str) -> bool:
+    """Training loss per step, one panel per framework: shows divergence (fp16, frozen layers)
+    that the step-time summary alone would hide."""
+    x, y = Axis("step", "count", "count", integer=True), Axis("loss (nat)", "nat", "nat")
+    return _trace_chart(traces, path, title, x, y, markers=False)
+
+
+def throughput_chart(bars: list[Bar], path: Path, title: str) -> bool:
+    """Training images/s as horizontal bars (long labels stay readable), coloured per group and
+    each labelled with its value, so the framework comparison needs no table lookup. The group
+    is part of each bar's label, so no legend covers a bar and greyscale print still reads."""
+    if not bars:
+        return False
+    groups = sorted({bar.group for bar in bars})
+    colours = [c["color"] for c in mpl.rcParamsDefault["axes.prop_cycle"]]
+    colour = {group: colours[i % len(colours)] for i, group in enumerate(groups)}
+    values = [bar.value for bar in bars]  # images/s: stored as 1/s, shown as is
+    with mpl.style.context("default"), mpl.rc_context(_RC | {"svg.hashsalt": path.stem}):
+        fig = Figure(figsize=(6.4, 1.4 + 0.3 * len(bars)), layout="constrained")
+        ax = fig.subplots()
+        for group in groups:
+            mine = [i for i, bar in enumerate(bars) if bar.group == group]
+            drawn = ax.barh(mine, [values[i] for i in mine], color=colour[group])
+            ax.bar_label(drawn, labels=[units.fmt(values[i]) for i in mine],
+                         padding=2, fontsize="x-small")
+        ax.set_yticks(range(len(bars)), [bar.label for bar in bars], fontsize="small")
+        ax.set_ylim(len(bars) - 0.5, -0.5)  # first bar on top, in reading order; no padding
+        ax.grid(axis="y", visible=False)
+        ax.margins(x=0.15)  # room for the value labels
+        ax.set_xlabel("training throughput (images/s)")
+        ax.set_title(title, fontsize="medium")
+        _save(fig, path)
+    return True
+
+
+def _trace_chart(traces: list[Trace], path: Path, title: str, x: Axis, y: Axis,
+                 markers: bool) -> bool:
+    """Panels stacked vertically (each with its own axes, since models or frameworks differ by
+    orders of magnitude), one line per series; colours stay fixed per series across panels."""
+    traces = [t for t in traces if t.points]
+    if not traces:
+        return False
+    panels = sorted({t.panel for t in traces})
+    style = _styles(sorted({t.series for t in traces}))
+    with mpl.style.context("default"), mpl.rc_context(_RC | {"svg.hashsalt": path.stem}):
+        fig = Figure(figsize=(6.4, 1.2 + 2.6 * len(panels)), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+        for ax, panel in zip(axes, panels, strict=True):
+            mine = sorted((t for t in traces if t.panel == panel), key=lambda t: t.series)
+            for trace in mine:
+                _draw_trace(ax, trace, x, y, style[trace.series], markers)
+            ax.set_title(panel, fontsize="small")
+            if x.integer:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel(x.label)
+            ax.set_ylabel(y.label)
+            if len(mine) > _LEGEND_INSIDE:
+                ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            else:
+                ax.legend(fontsize="small")
+        fig.suptitle(title, fontsize="medium")
+        _save(fig, path)
+    return True
+
+
+def _draw_trace(ax, trace: Trace, x: Axis, y: Axis, style: tuple[str, str, str],
+                markers: bool) -> None:
+    """One line in display units; point notes (e.g. the scale) written beside their points."""
+    stride = max(1, -(-len(trace.points) // MAX_LINE_POINTS))
+    kept = list(trace.points[::stride])
+    if stride > 1 and kept[-1] != trace.points[-1]:
+        kept.append(trace.points[-1])  # the last step is what a reader compares
+    xs = [units.convert(px, x.unit, x.to) for px, _ in kept]
+    ys = [units.convert(py, y.unit, y.to) for _, py in kept]
+    marker, colour, linestyle = style
+    ax.plot(xs, ys, marker=marker if markers else None, color=colour, linestyle=linestyle,
+            linewidth=1.2 if markers else 1.0, label=trace.series)
+    for px, py, note in zip(xs, ys, trace.notes, strict=False):
+        ax.annotate(note, (px, py), textcoords="offset points", xytext=(4, 4),
+                    fontsize="x-small", color=colour)
+
+
+def _styles(series: list[str]) -> dict[str, tuple[str, str, str]]:
+    """Marker, colour and line style per series: unique for up to 40 series, and still
+    distinguishable in greyscale print."""
+    colours = [c["color"] for c in mpl.rcParamsDefault["axes.prop_cycle"]]
+    return {
+        name: (_MARKERS[i % len(_MARKERS)], colours[i % len(colours)],
+               _LINESTYLES[(i // len(colours)) % len(_LINESTYLES)])
+        for i, name in enumerate(series)
+    }
+
+
+def _save(fig: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="svg", metadata=_METADATA)

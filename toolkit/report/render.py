@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from toolkit import units
-from toolkit.derived import DERIVED, metric_value
+from toolkit.derived import DERIVED, RUNTIME_MEMORY, metric_value
 from toolkit.experiments.cells import COORDINATES
 from toolkit.report import charts, claims
 
@@ -36,12 +36,13 @@ BOOKKEEPING = {
     "started_at",
     "wall_s",
     "image",
+    "image_id",
     "image_digest",
 }
 RAW_FILES = (
     ("records.parquet", "one measured value per row (metric, value, SI unit) with coordinates"),
     ("cells.parquet", "one row per cell: coordinates, status and reason"),
-    ("samples.parquet", "every raw latency sample"),
+    ("samples.parquet", "every raw sample: latencies, step times, per-step losses"),
     ("records.csv", "the records as CSV, for spreadsheets"),
     ("cells.csv", "the cells as CSV"),
     ("manifest.json", "resolved specs and environment"),
@@ -106,6 +107,9 @@ NOT_TABULATED = {
 }
 
 Metrics = dict[str, tuple[float, str]]  # metric -> (value, SI unit) of one cell
+Series = tuple[tuple[float, float], ...]  # (step, value) pairs of one cell's raw sample series
+LOSS_SERIES = "loss"  # the per-step training loss in samples.parquet (device-side trainers)
+IMAGE_FIELDS = ("image", "image_id", "image_digest")
 
 
 def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None) -> dict[str, Path]:
@@ -119,6 +123,7 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     cells = pl.read_parquet(run_dir / "cells.parquet")
     metrics = _load_metrics(run_dir / "records.parquet")
+    losses = _load_series(run_dir / "samples.parquet", LOSS_SERIES)
     if results_link is None:
         results_link = _relative(run_dir, out_dir)
 
@@ -126,11 +131,12 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
         "run": _run_info(manifest, cells),
         "verdicts": _verdicts(manifest, run_dir, cells),
         "experiments": [
-            _experiment(name, manifest, cells, metrics, out_dir)
+            _experiment(name, manifest, cells, metrics, losses, out_dir)
             for name in _experiment_names(manifest, cells)
         ],
         "environment": _environment_rows(manifest.get("environment", {})),
         "packages": _package_rows(manifest.get("environment", {})),
+        "images": _images(run_dir, cells, str(manifest.get("runner") or "")),
         "raw_files": [
             {
                 "name": name,
@@ -268,7 +274,12 @@ def _run_info(manifest: dict, cells: pl.DataFrame) -> dict[str, Any]:
 
 
 def _experiment(
-    name: str, manifest: dict, cells: pl.DataFrame, metrics: dict[str, Metrics], out_dir: Path
+    name: str,
+    manifest: dict,
+    cells: pl.DataFrame,
+    metrics: dict[str, Metrics],
+    losses: dict[str, Series],
+    out_dir: Path,
 ) -> dict[str, Any]:
     spec = manifest.get("spec", {}).get(name, {})
     rows = _sorted_rows(cells.filter(pl.col("experiment") == name))
@@ -277,6 +288,7 @@ def _experiment(
         c for c in cells.columns if c not in COORDS and c not in BOOKKEEPING
     ]
     coords = [c for c in coords if any(r.get(c) is not None for r in rows)]
+    drawn, skipped = _charts(name, rows, coords, metrics, losses, out_dir)
     return {
         "name": name,
         "description": str(spec.get("description", "")),
@@ -286,7 +298,8 @@ def _experiment(
         "table": _table(rows, coords, metrics),
         "method_ratios": _method_ratios(rows, metrics),
         "speedups": _speedups(rows, metrics),
-        "charts": _charts(name, rows, coords, metrics, out_dir),
+        "charts": drawn,
+        "skipped_charts": skipped,
     }
 
 
@@ -434,52 +447,251 @@ def _table(
     }
 
 
+Chart = dict[str, Any]  # a drawn chart (title, alt, caption, md_path, svg) or a skipped one
+
+
 def _charts(
     name: str,
     rows: list[dict[str, Any]],
     coords: list[str],
     metrics: dict[str, Metrics],
+    losses: dict[str, Series],
     out_dir: Path,
-) -> list[dict[str, Any]]:
-    if rows and "method" not in rows[0]:
-        return []  # latency/memory against parameters is the scaling study's view
+) -> tuple[list[Chart], list[Chart]]:
+    """Drawn charts and skipped ones (title and reason): a reader sees why a chart is absent
+    instead of guessing. The scaling study's views apply to cells with a method, the training
+    study's to cells with a freeze coordinate (one run may hold both kinds)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
+    charts_dir = out_dir / "charts"
+    outcomes: list[Chart] = []
+    if any(r.get("method") is not None for r in rows):
+        outcomes += _scaling_charts(name, slug, rows, coords, metrics, charts_dir)
+    if any(r.get("freeze") is not None for r in rows):
+        outcomes += _training_charts(name, slug, rows, metrics, losses, charts_dir)
+    if not outcomes:
+        outcomes.append(_skipped("charts", "no cell has a scaling method or a training freeze"))
+    drawn = [c for c in outcomes if "svg" in c]
+    return drawn, [c for c in outcomes if "reason" in c]
+
+
+def _drawn(path: Path, title: str, alt: str, caption: str) -> Chart:
+    """A chart written at path (charts/<name>.svg), linked from the Markdown, inlined in HTML."""
+    return {
+        "title": title,
+        "alt": alt,
+        "caption": caption,
+        "md_path": f"{path.parent.name}/{path.name}",
+        "svg": _inline_svg(path, alt),
+    }
+
+
+def _skipped(title: str, reason: str, path: Path | None = None) -> Chart:
+    """A chart the data cannot support, with the reason shown in its place. A file left at its
+    path by an earlier rendering into the same directory is removed: it would show old data."""
+    if path is not None:
+        path.unlink(missing_ok=True)
+    return {"title": title, "reason": reason}
+
+
+def _varying(rows: list[dict[str, Any]], coords: list[str], fixed: tuple[str, ...]) -> list[str]:
+    """Coordinates outside `fixed` that take more than one value across rows: they must be part
+    of a series label, or two different cells would share one line."""
+    return [c for c in coords
+            if c not in fixed and len({_coord_text(r.get(c)) for r in rows}) > 1]
+
+
+def _scaling_charts(
+    name: str,
+    slug: str,
+    rows: list[dict[str, Any]],
+    coords: list[str],
+    metrics: dict[str, Metrics],
+    charts_dir: Path,
+) -> list[Chart]:
+    """Latency and memory against parameters, then accuracy against runtime memory."""
     ok = [r for r in rows if r["status"] == "ok" and "params" in metrics.get(r["cell_id"], {})]
     # one series per (model, method) plus whatever else varies, except the swept scale
-    varying = [c for c in coords if c != "scale" and len({_coord_text(r.get(c)) for r in ok}) > 1]
-    keys = ["model", "method"] + [c for c in varying if c not in ("model", "method")]
+    keys = ["model", "method"] + _varying(ok, coords, ("scale", "model", "method"))
     points = []
     for r in ok:
-        cell = metrics[r["cell_id"]]
+        values = {m: v for m, (v, _) in metrics[r["cell_id"]].items()}
         label = " / ".join(_coord_text(r.get(k)) for k in keys if k in r)
-        values = {m: v for m, (v, _) in cell.items()}
         points.append(charts.Point(label, values["params"], values))
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
     made = []
-    for kind, draw, title, caption in (
-        (
-            "latency",
-            charts.latency_chart,
-            f"{name}: latency p50 vs parameters",
-            "Median latency (p50) against parameter count",
-        ),
-        (
-            "memory",
-            charts.memory_chart,
-            f"{name}: memory vs parameters",
-            "Peak RSS and model memory (peak − import baseline) against parameter count",
-        ),
+    for kind, draw, title, caption, needs in (
+        ("latency", charts.latency_chart, f"{name}: latency p50 vs parameters",
+         "Median latency (p50) against parameter count", "a latency p50"),
+        ("memory", charts.memory_chart, f"{name}: memory vs parameters",
+         "Peak RSS and model memory (peak − import baseline) against parameter count",
+         "a peak RSS or model memory"),
     ):
-        path = out_dir / "charts" / f"{slug}-{kind}.svg"
+        path = charts_dir / f"{slug}-{kind}.svg"
         if draw(points, path, title):
-            made.append(
-                {
-                    "title": title,
-                    "caption": f"{caption}; ok cells only, one line per {' / '.join(keys)}.",
-                    "md_path": path.relative_to(out_dir).as_posix(),
-                    "svg": _inline_svg(path, title),
-                }
-            )
+            made.append(_drawn(path, title, f"{title}: one line per {' / '.join(keys)}",
+                               f"{caption}; ok cells only, one line per {' / '.join(keys)}."))
+        else:
+            made.append(_skipped(title, f"no ok cell has a parameter count and {needs}", path))
+    made.append(_accuracy_memory_chart(name, slug, rows, coords, metrics, charts_dir))
     return made
+
+
+def _accuracy_memory_chart(
+    name: str,
+    slug: str,
+    rows: list[dict[str, Any]],
+    coords: list[str],
+    metrics: dict[str, Metrics],
+    charts_dir: Path,
+) -> Chart:
+    """Accuracy against runtime memory (toolkit.derived.RUNTIME_MEMORY, as accuracy / MB uses):
+    one panel per model, one line per method, each point labelled with its scale."""
+    title = f"{name}: accuracy vs runtime memory"
+    path = charts_dir / f"{slug}-accuracy-memory.svg"
+    both = [r for r in rows if r["status"] == "ok"
+            and {"accuracy", RUNTIME_MEMORY} <= metrics.get(r["cell_id"], {}).keys()]
+    if not both:
+        return _skipped(title, "no ok cell has both an accuracy and a model memory record "
+                               "(accuracy needs settings.accuracy_training)", path)
+    keys = ["method"] + _varying(both, coords, ("scale", "model", "method"))
+    lines: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for r in both:
+        cell = metrics[r["cell_id"]]
+        series = " / ".join(_coord_text(r.get(k)) for k in keys)
+        lines.setdefault((_coord_text(r.get("model")), series), []).append(
+            (r.get("scale") or 0.0, cell[RUNTIME_MEMORY][0], cell["accuracy"][0]))
+    traces = [charts.Trace(model, series, tuple((m, a) for _, m, a in sorted(pts)),
+                           tuple(f"{_coord_text(s)}×" for s, _, _ in sorted(pts)))
+              for (model, series), pts in sorted(lines.items())]
+    charts.accuracy_memory_chart(traces, path, title)
+    return _drawn(path, title, f"{title}: one panel per model, one line per {' / '.join(keys)}",
+                  "Accuracy (max test accuracy) against model memory (peak RSS − import "
+                  f"baseline); one panel per model, one line per {' / '.join(keys)}, points "
+                  "labelled with their scale; ok cells with both records only.")
+
+
+# What tells two training cells of one framework apart, in label order (device always shown).
+TRAINING_LABEL = ("model", "device", "precision", "freeze", "batch")
+# Bars and lines in the speed-up table's order: precisions of one freeze level side by side.
+TRAINING_ORDER = ("framework", "model", "device", "batch", "freeze", "precision")
+
+
+def _training_label(row: dict[str, Any], shown: list[str]) -> str:
+    """"cpu / fp16 / freeze 4 / batch 8": numbers carry their coordinate's name, or a reader
+    could not tell a freeze of 8 from a batch of 8."""
+    parts = []
+    for coord in shown:
+        text = _coord_text(row.get(coord))
+        parts.append(f"{coord} {text}" if coord in ("freeze", "batch") else text)
+    return " / ".join(parts)
+
+
+def _training_charts(
+    name: str,
+    slug: str,
+    rows: list[dict[str, Any]],
+    metrics: dict[str, Metrics],
+    losses: dict[str, Series],
+    charts_dir: Path,
+) -> list[Chart]:
+    """Throughput per framework and loss curves of the ok training cells (not the peak cells:
+    they have neither a throughput nor a loss)."""
+    ok = sorted((r for r in rows if r["status"] == "ok"
+                 and ("throughput" in metrics.get(r["cell_id"], {}) or r["cell_id"] in losses)),
+                key=lambda r: _coord_key(r, TRAINING_ORDER))
+    several_models = len({r.get("model") for r in ok}) > 1
+    shown = [c for c in TRAINING_LABEL if c != "model" or several_models]
+    return [_throughput_chart(name, slug, ok, shown, metrics, charts_dir),
+            _loss_chart(name, slug, ok, shown, losses, charts_dir)]
+
+
+def _coord_key(row: dict[str, Any], coords: tuple[str, ...]) -> tuple:
+    """Sort key by coordinates in their own types (freeze 4 before 10), missing values last."""
+    return tuple((row.get(c) is None, row.get(c) if row.get(c) is not None else 0)
+                 for c in coords)
+
+
+def _throughput_chart(
+    name: str,
+    slug: str,
+    ok: list[dict[str, Any]],
+    shown: list[str],
+    metrics: dict[str, Metrics],
+    charts_dir: Path,
+) -> Chart:
+    """Images/s of every ok training cell, one bar each, coloured per framework."""
+    title = f"{name}: training throughput per framework"
+    bars = [charts.Bar(str(r["framework"]), _training_label(r, ["framework", *shown]),
+                       metrics[r["cell_id"]]["throughput"][0])
+            for r in ok if "throughput" in metrics.get(r["cell_id"], {})]
+    path = charts_dir / f"{slug}-throughput.svg"
+    if not charts.throughput_chart(bars, path, title):
+        return _skipped(title, "no ok training cell has a throughput record", path)
+    return _drawn(path, title, f"{title}: one bar per cell, coloured per framework",
+                  "Training images/s (batch ÷ step-time p50), one bar per "
+                  f"{' / '.join(['framework', *shown])}; ok cells only.")
+
+
+def _loss_chart(
+    name: str,
+    slug: str,
+    ok: list[dict[str, Any]],
+    shown: list[str],
+    losses: dict[str, Series],
+    charts_dir: Path,
+) -> Chart:
+    """Loss of every step of every ok training cell, one panel per framework."""
+    title = f"{name}: training loss per step"
+    traces = [charts.Trace(str(r["framework"]), _training_label(r, shown), losses[r["cell_id"]])
+              for r in ok if losses.get(r["cell_id"])]
+    path = charts_dir / f"{slug}-loss.svg"
+    if not charts.loss_chart(traces, path, title):
+        return _skipped(title, f"no ok training cell has {LOSS_SERIES!r} samples in "
+                               "samples.parquet", path)
+    return _drawn(path, title, f"{title}: one panel per framework, one line per cell",
+                  "Training loss of every step from the first (warm-up included), from "
+                  "samples.parquet; one panel per framework, one line per "
+                  f"{' / '.join(shown)}; ok cells only.")
+
+
+def _load_series(path: Path, metric: str) -> dict[str, Series]:
+    """cell_id -> (sample index, value) pairs of one raw sample series in samples.parquet."""
+    if not path.exists():
+        return {}
+    frame = (pl.scan_parquet(path).filter(pl.col("metric") == metric)
+             .select("cell_id", "i", "value").sort("cell_id", "i").collect())
+    out: dict[str, list[tuple[float, float]]] = {}
+    for cell_id, i, value in frame.iter_rows():
+        out.setdefault(cell_id, []).append((float(i), value))
+    return {cell_id: tuple(pairs) for cell_id, pairs in out.items()}
+
+
+def _images(run_dir: Path, cells: pl.DataFrame, runner: str) -> dict[str, Any]:
+    """Every image that ran cells of this run, with its id and digest (which pin exactly what
+    was measured, where a tag can move), or the message that the runner used none."""
+    counts: dict[tuple[str, str, str], list[str]] = {}
+    for row in cells.iter_rows(named=True):
+        identity = _image_identity(run_dir, row)
+        if identity[0]:
+            counts.setdefault(identity, []).append(str(row.get("framework") or ""))
+    if not counts:
+        runners = sorted({str(r) for r in cells["runner"].to_list() if r}
+                         if "runner" in cells.columns else []) or [runner or "host"]
+        return {"rows": [], "none": f"{', '.join(runners)} runner: no images"}
+    rows = [[tag, image_id or units.MISSING, digest or units.MISSING, str(len(frameworks)),
+             ", ".join(sorted(set(filter(None, frameworks)))) or units.MISSING]
+            for (tag, image_id, digest), frameworks in sorted(counts.items())]
+    return {"rows": rows, "none": ""}
+
+
+def _image_identity(run_dir: Path, row: dict[str, Any]) -> tuple[str, str, str]:
+    """(tag, id, digest) of the image that ran a cell. cells.parquet carries no image_id
+    column, so a cell that names an image has it read from its own results/<run>/cells/ file."""
+    identity = {f: str(row.get(f) or "") for f in IMAGE_FIELDS}
+    if any(f not in row for f in IMAGE_FIELDS) and (identity["image"] or "image" not in row):
+        path = run_dir / "cells" / f"{row['cell_id']}.json"
+        payload = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        identity |= {f: str(payload.get(f) or "") for f in IMAGE_FIELDS if f not in row}
+    return identity["image"], identity["image_id"], identity["image_digest"]
 
 
 def _inline_svg(path: Path, title: str) -> Markup:
