@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from invoke import task
+from invoke import Task, task
 from invoke.exceptions import Exit
 
 ROOT = Path(__file__).resolve().parent
@@ -99,7 +99,14 @@ def doctor(c):
         raise Exit(code=1)
 
 
-@task(help={
+class _KeepsHelpFlag(Task):
+    """Automatic short flags skip -h, so `invoke run -h` stays help (--hosts would take it)."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, set(taken_names) | {"h"})
+
+
+@task(klass=_KeepsHelpFlag, help={
     "experiment": "experiments to run, comma-separated names or a path to a .toml spec "
                   "(default: every experiment)",
     "profile": "smoke (minutes on a laptop CPU), quick, or paper (the published protocol)",
@@ -110,19 +117,38 @@ def doctor(c):
               "same selection, else start a new one)",
     "new": "start a new run even if an unfinished one of the same selection exists",
     "force": "re-measure cells that are already finished in this run",
-    "cpuset": "docker runner: pin each cell's container to these CPUs (e.g. 0-1)",
+    "cpuset": "pin each cell (its container, or its host process) to these CPUs (e.g. 0-1)",
     "memory": "docker runner: memory limit per cell's container (e.g. 2g); over it: OOM-killed",
     "gpus": "docker runner on an x86 host: give cells the NVIDIA GPUs (device requests)",
+    "hosts": "run on these devices of the inventory in parallel, comma-separated (e.g. "
+             "local,orin): each device's Docker engine, one run per device (see README)",
+    "inventory": "with --hosts: the fleet inventory (default: $EDGEREPRO_FLEET, else fleet.toml)",
 })
 @user_errors
 def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
-        new=False, force=False, cpuset="", memory="", gpus=False):
+        new=False, force=False, cpuset="", memory="", gpus=False, hosts="", inventory=""):
     """Measure every cell of the chosen experiments, each in a fresh process; resumes."""
     from rich.console import Console
 
     from toolkit import pipeline
 
     console = Console(stderr=True, soft_wrap=True)
+    if hosts:
+        from toolkit.device.errors import UserError
+        from toolkit.fleet import run as fleet
+
+        if runner == "host":
+            raise UserError("--hosts measures in containers on each device's engine; drop "
+                            "--runner host")
+        if not fleet.run_task(
+                hosts, pipeline.parse_list(experiment), profile,
+                pipeline.grid_overrides(model, batch), inventory=inventory or None,
+                run_id=run_id or None, new=new, force=force, results_root=RESULTS,
+                console=console, runner_options={"cpuset": cpuset, "memory_limit": memory,
+                                                 "gpus": gpus}):
+            raise Exit("fleet run: not every device finished (see above); run the same "
+                       "command again to resume", code=1)
+        return
     store, summary = pipeline.run(
         pipeline.parse_list(experiment), profile, pipeline.grid_overrides(model, batch),
         runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,

@@ -209,3 +209,19 @@ def test_normalize_and_batches():
     assert [len(i) for i in idx] == [4, 4, 2]
     assert sorted(np.concatenate(idx).tolist()) == list(range(10))
     assert [len(i) for i in data.batch_indices(10, 4, None, drop_last=True)] == [4, 4]
+
+
+def test_a_training_job_reads_the_digits_set_the_host_wrote(tmp_path):
+    """Images carry no scikit-learn: the host writes the set as .npz, the job reads it back."""
+    from toolkit.device.prepare import export_dataset
+    from toolkit.device.training.common import load_data
+
+    job = {"settings": {"data": {"name": "digits"}, "seed": 3},
+           "artifacts": {"dataset_file": str(tmp_path / "digits.npz")}}
+    written = export_dataset(job)["dataset"]
+    read = load_data(job)
+    direct = data.digits(seed=3)
+    assert read.identity == direct.identity == written["identity"]
+    assert np.array_equal(read.x_train, direct.x_train)
+    assert np.array_equal(read.y_test, direct.y_test)
+    assert (read.mean, read.std, read.classes) == (direct.mean, direct.std, 10)

@@ -1,12 +1,20 @@
 """Cells in containers: a real engine, real images, real containers (never a mocked client)."""
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import TINY_SPEC
+from conftest import ROOT, TINY_SPEC
 
-from toolkit import images
-from toolkit.runners.docker_runner import DockerRunner
+from toolkit import images, pipeline
+from toolkit.results import RunStore, list_runs
+from toolkit.runners.docker_runner import OWNER_LABEL, DockerRunner
+from toolkit.runners.host import HostRunner
+from toolkit.scheduler import run_cells
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -21,27 +29,100 @@ def _selftest_runner(client, tmp_path, **options) -> DockerRunner:
                         **options)
 
 
-def test_docker_and_host_runs_give_the_same_cells_and_agree(invoke_cmd, built, tmp_path):
-    spec = tmp_path / "spec.toml"  # a steadier protocol than the tiny one: latencies compared
+def _p50s(store: RunStore) -> dict[str, float]:
+    return {cell_id: {m: v for m, v, _ in cell["records"]}["latency_p50"]
+            for cell_id, cell in store.cell_results().items()}
+
+
+def test_latencies_in_a_container_and_on_the_host_agree(client, built, tmp_path):
+    """Same onnxruntime build on both sides (the training image carries the host's wheel), both
+    pinned to one CPU, runs interleaved; per cell the fastest of the runs' medians is compared,
+    which drops one-off slow processes (placement, a busy neighbour) on either side."""
+    spec = tmp_path / "spec.toml"
     spec.write_text(TINY_SPEC.read_text().replace("min_count = 20", "min_count = 300")
-                    .replace("min_seconds = 0.05", "min_seconds = 1.5"))
-    for runner in ("docker", "host"):
-        done = invoke_cmd("run", "--experiment", str(spec), "--runner", runner,
-                          results=tmp_path / runner)
-        assert done.returncode == 0, done.stderr
-    docker, host = _cells(tmp_path / "docker"), _cells(tmp_path / "host")
-    assert set(docker) == set(host) and len(docker) == 4
-    ratios = []
-    for cell_id, cell in docker.items():
-        assert cell["status"] == "ok" and cell["runner"] == "docker"
-        assert cell["image"] == built["onnxruntime"]
-        assert cell["image_digest"].startswith("sha256:")
-        in_container = {m: v for m, v, _ in cell["records"]}
-        on_host = {m: v for m, v, _ in host[cell_id]["records"]}
-        assert in_container["cgroup_memory_peak"] > 0  # the container's own accounting
-        ratios.append(in_container["latency_p50"] / on_host["latency_p50"])
-    geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+                    .replace("min_seconds = 0.05", "min_seconds = 1.0"))
+    _, cells = pipeline.select([str(spec)], "smoke", {})
+    cpu = max(os.sched_getaffinity(0))
+    tag = built["onnxruntime-training"]
+    runners = {"docker": DockerRunner(client, lambda framework: tag, tmp_path, cpuset=str(cpu)),
+               "host": HostRunner(cpus=[cpu])}
+    best: dict[str, dict[str, float]] = {name: {} for name in runners}
+    for round_index in range(4):
+        for name, runner in runners.items():
+            store = RunStore.create(tmp_path, f"{name}{round_index}",
+                                    {"cell_ids": [cell.id for cell in cells]})
+            summary = run_cells(cells, store, runner, tmp_path / "cache",
+                                prepare_with=HostRunner())
+            assert summary.counts.get("ok") == len(cells), summary.line()
+            for cell_id, p50 in _p50s(store).items():
+                best[name][cell_id] = min(best[name].get(cell_id, math.inf), p50)
+        ratios = [best["docker"][cell_id] / best["host"][cell_id] for cell_id in best["host"]]
+        geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        if round_index >= 1 and 1 / 1.15 <= geomean <= 1.15:
+            break
     assert 1 / 1.15 <= geomean <= 1.15, ratios
+
+
+def test_smoke_profiles_give_the_same_cells_in_containers_and_on_the_host(invoke_cmd, built,
+                                                                        tmp_path):
+    """Both experiments' smoke profiles, as the README runs them, through both runners."""
+    for runner in ("docker", "host"):
+        done = invoke_cmd("run", "--runner", runner, "--new", results=tmp_path, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+    runs = {store.manifest["runner"]: store.cell_results() for store in list_runs(tmp_path)}
+    docker, host = runs["docker"], runs["host"]
+    assert set(docker) == set(host) and len(docker) > 20
+    assert {k: c["status"] for k, c in docker.items()} == {k: c["status"]
+                                                          for k, c in host.items()}
+    measured = [cell for cell in docker.values() if cell["status"] == "ok"]
+    assert {cell["experiment"] for cell in measured} == {"scaling-inference", "training"}
+    for cell in measured:
+        assert cell["runner"] == "docker" and cell["image_digest"].startswith("sha256:")
+        assert cell["image"] in built.values()
+
+
+def test_a_killed_run_resumes_without_remeasuring_and_leaves_no_containers(client, built,
+                                                                         tmp_path):
+    command = [sys.executable, "-m", "invoke", "run", "--experiment", str(TINY_SPEC),
+               "--runner", "docker"]
+    env = dict(os.environ, EDGEREPRO_RESULTS=str(tmp_path))
+    killed = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("*/cells/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(killed.pid, signal.SIGKILL)  # no chance to clean up: as a power cut or kill -9
+    killed.wait()
+    before = {path.name: path.read_text() for path in tmp_path.glob("*/cells/*.json")}
+    assert 1 <= len(before) < 4
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming run" in again.stderr
+    after = {path.name: path.read_text() for path in tmp_path.glob("*/cells/*.json")}
+    assert len(after) == 4 and all(after[name] == text for name, text in before.items())
+    owner = f"{os.uname().nodename}:{killed.pid}"
+    assert not client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
+
+
+def test_a_run_over_a_memory_limit_records_oom_kills_and_completes(invoke_cmd, built, tmp_path):
+    done = invoke_cmd("run", "--experiment", str(TINY_SPEC), "--runner", "docker",
+                      "--memory", "32m", results=tmp_path)  # cells peak at 40-80 MB
+    assert "Traceback" not in done.stderr
+    cells = _cells(tmp_path)
+    assert len(cells) == 4  # every cell has its outcome; the run went on past the kills
+    reasons = [cell["reason"] for cell in cells.values() if cell["status"] == "failed"]
+    assert any("OOM-killed" in reason for reason in reasons), reasons
+
+
+def test_bench_records_the_container_overhead(invoke_cmd, built, tmp_path):
+    done = invoke_cmd("bench", "--name", "container_overhead", results=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(next((tmp_path / "bench").glob("*.json")).read_text())
+    overhead = figures["container_overhead"]
+    assert 0 < overhead["host_launch_s"] < overhead["docker_launch_s"]
+    assert overhead["container_overhead_s"] == pytest.approx(
+        overhead["docker_launch_s"] - overhead["host_launch_s"])
 
 
 def test_a_cell_over_its_memory_limit_is_recorded_as_oom_killed(client, built, tmp_path):

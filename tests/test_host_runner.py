@@ -1,6 +1,12 @@
 """The host runner against real child processes: results, crashes, timeouts, kernel memory."""
+import os
+import re
 from pathlib import Path
 
+import pytest
+
+from toolkit.device.errors import UserError
+from toolkit.runners.base import parse_cpuset
 from toolkit.runners.host import HostRunner
 
 
@@ -39,3 +45,25 @@ def test_unknown_framework_is_not_run(tmp_path):
     outcome = HostRunner().run_job(job, tmp_path / "j", tmp_path / "j.log", timeout=60)
     assert outcome.result["status"] == "not run"
     assert "no inference backend for framework 'caffe'" in outcome.result["reason"]
+
+
+def test_a_cpuset_pins_the_job_to_those_cpus(tmp_path):
+    job = {"kind": "selftest", "coords": {"framework": "python"}, "settings": {}}
+    cpu = max(os.sched_getaffinity(0))
+    outcome = HostRunner(cpus=[cpu]).run_job(job, tmp_path / "j", tmp_path / "j.log", 60)
+    assert dict((m, v) for m, v, _ in outcome.result["records"])["allowed_cpus"] == 1
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0-x", "cpuset '0-x' is malformed; write CPUs like 0-1,3"),
+    ("4096", "cpuset '4096' names CPUs this machine does not have; valid: "),
+])
+def test_a_bad_cpuset_is_one_line_naming_it(text, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_cpuset(text)
+
+
+def test_cpuset_ranges_and_lists():
+    allowed = sorted(os.sched_getaffinity(0))
+    assert parse_cpuset(f"{allowed[0]}-{allowed[-1]}") == allowed
+    assert parse_cpuset(f"{allowed[-1]},{allowed[0]}") == sorted({allowed[0], allowed[-1]})

@@ -16,6 +16,9 @@ from toolkit.experiments.cells import Cell, stable_hash
 
 # Frameworks whose inference cells load an ONNX export of the cell's model.
 ONNX_CONSUMERS = ("onnxruntime", "tensorrt")
+# Data sets made by host-side libraries the images lack (digits: scikit-learn): training cells
+# read them from an .npz written on the host.
+HOST_MADE_DATASETS = ("digits",)
 
 Record = tuple[str, float, str]
 # Runs one preparation job; returns None on success or the reason it failed.
@@ -55,6 +58,13 @@ def onnx_export_job(cell: Cell, widths: list[int], cache_root: Path) -> dict[str
                 ".onnx")
 
 
+def dataset_job(cell: Cell, cache_root: Path) -> dict[str, Any]:
+    settings = {"model": cell.settings["dataset"], "data": cell.settings["data"],
+                "seed": cell.settings["seed"]}
+    return _job("export_dataset", settings, {"framework": "numpy"}, "dataset_file", cache_root,
+                ".npz")
+
+
 def _ensure(job: dict[str, Any], run: JobRunner, timeout: float) -> Path:
     (name, target), = job["artifacts"].items()
     path = Path(target)
@@ -80,6 +90,9 @@ def prepare(cell: Cell, cache_root: Path, run: JobRunner,
             ) -> tuple[dict[str, Any], dict[str, str], list[Record]]:
     """(the cell's settings with its widths, artifact paths for the job, records made here)."""
     settings, paths, records = dict(cell.settings), {}, []
+    if cell.kind == "training" and cell.settings["dataset"] in HOST_MADE_DATASETS:
+        paths["dataset_file"] = str(_ensure(dataset_job(cell, cache_root), run,
+                                            cell.settings["prepare_timeout_seconds"]))
     if cell.kind == "training" and cell.coords["framework"] == "onnxruntime-training":
         # The training graphs, generated with torch from the cell's freeze spec; the job
         # caches them by content under cache_dir, so a second call only confirms the hit.

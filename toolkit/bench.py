@@ -6,6 +6,7 @@ and shown as a table. A missed target is reported, not hidden, and makes the tas
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +74,43 @@ def image_sizes(workdir: Path) -> Figures:
                             "amd64` first") from None
     met = all(figures[f"{name}_mb"] <= mb for name, mb in IMAGE_SIZE_TARGETS_MB.items())
     return figures | {"target": target, "met": met}
+
+
+CONTAINER_OVERHEAD_TARGET_S = 2.0  # per cell; cells measure for seconds to minutes
+
+
+def container_overhead(workdir: Path, rounds: int = 5) -> Figures:
+    """Seconds from launching a cell to its job's first instruction: container vs host process.
+
+    The same self-test job runs alternately in a fresh container and as a fresh host process, so
+    both medians come from one run on one machine; their difference is what a container adds.
+    """
+    from toolkit import images
+    from toolkit.runners.docker_runner import DockerRunner
+
+    target = f"container overhead <= {CONTAINER_OVERHEAD_TARGET_S} s per cell"
+    client = images.engine_or_none()
+    if client is None:
+        return {"note": "not measured: no Docker engine answers", "target": target, "met": True}
+    tag = images.tag_for("onnxruntime")
+    runners = {"host": HostRunner(),
+               "docker": DockerRunner(client, lambda framework: tag, workdir)}
+    job = {"kind": "selftest", "coords": {"framework": "python"}, "settings": {}}
+    launch: dict[str, list[float]] = {name: [] for name in runners}
+    for round_index in range(rounds):
+        for name, runner in runners.items():
+            jobdir = workdir / f"{name}{round_index}"
+            started = time.time()
+            outcome = runner.run_job(job, jobdir, workdir / f"{name}{round_index}.log", 120)
+            if outcome.result is None or outcome.result["status"] != "ok":
+                raise UserError(f"container_overhead: the {name} self-test failed: "
+                                f"{outcome.failure_reason() or outcome.result['reason']} "
+                                f"(is {tag} built? invoke build)")
+            launch[name].append(outcome.result["started_epoch"] - started)
+    host, docker = (statistics.median(launch[name]) for name in ("host", "docker"))
+    return {"image": tag, "rounds": rounds, "host_launch_s": host, "docker_launch_s": docker,
+            "container_overhead_s": docker - host, "target": target,
+            "met": docker - host <= CONTAINER_OVERHEAD_TARGET_S}
 
 
 def neuralscale_search_cost(workdir: Path) -> Figures:
@@ -148,6 +186,7 @@ BENCHMARKS: dict[str, Callable[[Path], Figures]] = {
     "training_freeze": training_freeze_and_utilisation,
     "harness_overhead": harness_overhead,
     "image_sizes": image_sizes,
+    "container_overhead": container_overhead,
     "neuralscale_search": neuralscale_search_cost,
     "training_throughput": training_throughput,
 }

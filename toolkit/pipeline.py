@@ -13,6 +13,7 @@ from toolkit.environment import device_type as describe_device_type
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import Cell, expand
 from toolkit.results import RunStore, latest_run, list_runs, new_run_id
+from toolkit.runners.base import parse_cpuset
 from toolkit.runners.host import REPO_ROOT, HostRunner
 from toolkit.scheduler import RunSummary, run_cells
 
@@ -54,15 +55,17 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
     """
     if name not in RUNNERS:
         raise UserError(f"unknown runner '{name}'; valid: {', '.join(RUNNERS)}")
+    cpuset = (options or {}).get("cpuset")
+    host = HostRunner(cpus=parse_cpuset(cpuset) if cpuset else None)
     if name == "host":
-        return HostRunner(), ""
+        return host, ""
     from toolkit import images
     from toolkit.runners.docker_runner import DockerRunner, docker_client
 
     if name == "auto":
         client = images.engine_or_none()
         if client is None:
-            return HostRunner(), "no Docker engine answers: cells ran as host processes"
+            return host, "no Docker engine answers: cells ran as host processes"
     else:
         client = docker_client()
     matrix = images.load()
@@ -72,7 +75,7 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
     if problems:
         if name == "docker":
             raise UserError(f"{'; '.join(problems)}: run `invoke build` first")
-        return HostRunner(), (f"{'; '.join(problems)} (run invoke build): cells ran as host "
+        return host, (f"{'; '.join(problems)} (run invoke build): cells ran as host "
                               "processes")
 
     def image_for(framework: str) -> str:
@@ -87,8 +90,10 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
     return DockerRunner(client, image_for, results_root, **options), ""
 
 
-def _open_or_create(results_root: Path, run_id: str | None, new: bool, selection: dict[str, Any],
-                    manifest: dict[str, Any], console: Console) -> RunStore:
+def open_or_create(results_root: Path, run_id: str | None, new: bool, selection: dict[str, Any],
+                   manifest: dict[str, Any], console: Console) -> RunStore:
+    """Resume the given run (same selection only), else the last unfinished run of the same
+    selection unless `new`, else create one. Fleet runs resume each device's run through it."""
     if run_id and (results_root / run_id / "manifest.json").is_file():
         store = RunStore.open(results_root, run_id)
         if store.manifest["selection"] != selection:
@@ -107,6 +112,27 @@ def _open_or_create(results_root: Path, run_id: str | None, new: bool, selection
     return RunStore.create(results_root, run_id or new_run_id(selection["profile"]), manifest)
 
 
+def selection_of(resolved: list[specs.ResolvedExperiment], profile: str,
+                 overrides: dict[str, list]) -> dict[str, Any]:
+    """What a run measures, as the resume logic compares it."""
+    return {"experiments": [e.name for e in resolved], "profile": profile,
+            "overrides": overrides}
+
+
+def run_manifest(resolved: list[specs.ResolvedExperiment], cells: list[Cell],
+                 selection: dict[str, Any], runner: Any, note: str,
+                 environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new run's manifest.json: the resolved specs, the runner and the environment."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "experiments": selection["experiments"],
+        "profile": selection["profile"], "selection": selection, "runner": runner.name,
+        "runner_note": note, "runner_details": runner.describe(),
+        "spec": {e.name: e.model_dump(mode="json") for e in resolved},
+        "environment": environment or describe_host(REPO_ROOT),
+        "cell_ids": [cell.id for cell in cells],
+    }
+
+
 def run(experiments: list[str], profile: str, overrides: dict[str, list], *, runner_name: str,
         run_id: str | None, new: bool, force: bool, results_root: Path,
         console: Console, runner_options: dict[str, Any] | None = None,
@@ -116,16 +142,12 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
     runner, note = choose_runner(runner_name, results_root, frameworks, runner_options)
     if note:
         console.print(f"note: {note}")
-    selection = {"experiments": [e.name for e in resolved], "profile": profile,
-                 "overrides": overrides}
-    manifest = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "experiments": selection["experiments"],
-        "profile": profile, "selection": selection, "runner": runner.name, "runner_note": note,
-        "runner_details": runner.describe(),
-        "spec": {e.name: e.model_dump(mode="json") for e in resolved},
-        "environment": describe_host(REPO_ROOT), "cell_ids": [cell.id for cell in cells],
-    }
-    store = _open_or_create(results_root, run_id, new, selection, manifest, console)
+    if getattr(runner, "orphans_removed", None):
+        console.print(f"removed {len(runner.orphans_removed)} cell container(s) left by an "
+                      "interrupted run")
+    selection = selection_of(resolved, profile, overrides)
+    manifest = run_manifest(resolved, cells, selection, runner, note)
+    store = open_or_create(results_root, run_id, new, selection, manifest, console)
     console.print(f"run {store.run_id}: {len(cells)} cells, profile {profile}, "
                   f"results in {store.path}")
     # Preparation (search, accuracy training, export) is not measured: it runs on the host.
@@ -136,10 +158,24 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
 
 
 def report(run_id: str | None, results_root: Path, reports_root: Path) -> dict[str, Path]:
+    """One run's report; a fleet run's (its id, or the latest run when that belongs to a fleet)
+    shows its devices side by side and links each device's own report."""
+    from toolkit.fleet import manifest as fleets
     from toolkit.report.render import render_report
 
-    store = RunStore.open(results_root, run_id) if run_id else latest_run(results_root)
-    return render_report(store.path, reports_root / store.run_id)
+    if run_id and fleets.is_fleet(results_root, run_id):
+        fleet = fleets.FleetRun(results_root, run_id)
+    else:
+        store = RunStore.open(results_root, run_id) if run_id else latest_run(results_root)
+        fleet = None if run_id else fleets.fleet_of(store)
+        if fleet is None:
+            return render_report(store.path, reports_root / store.run_id)
+    from toolkit.fleet.compare import fleet_context
+    from toolkit.report.render import render_fleet_report
+
+    return render_fleet_report(fleet_context(fleet), {
+        name: store.path for name, store in fleet.device_stores().items()},
+        reports_root / fleet.fleet_id)
 
 
 def compare(runs: str, threshold: float, results_root: Path, reports_root: Path) -> Path:

@@ -103,9 +103,14 @@ class RunStore:
         results = self.cell_results()
         present = {name for payload in results.values() for name in payload["coords"]}
         coordinates = [name for name in COORDINATES if name in present]
+        # Fleet runs: the device (inventory name) that measured each cell, so tables of several
+        # devices' runs can be stacked and told apart (the coordinate `device` is cpu/cuda).
+        hosts = any("host" in payload for payload in results.values())
         for cell_id, payload in results.items():
             key = {"run_id": self.run_id, "cell_id": cell_id, "experiment": payload["experiment"]}
             key |= {name: payload["coords"].get(name) for name in coordinates}
+            if hosts:
+                key["host"] = (payload.get("host") or {}).get("name")
             cells.append(key | {name: payload.get(name, "") for name in (
                 "status", "reason", "runner", "started_at", "wall_s", "image", "image_digest")})
             records += [key | {"metric": m, "value": float(v), "unit": u}
@@ -117,6 +122,8 @@ class RunStore:
         polars_types = {str: pl.String, float: pl.Float64, int: pl.Int64}
         schema_keys = {"run_id": pl.String, "cell_id": pl.String, "experiment": pl.String}
         schema_keys |= {name: polars_types[COORDINATES[name]] for name in coordinates}
+        if hosts:
+            schema_keys["host"] = pl.String
         tables = {
             "cells": (cells, schema_keys | {"status": pl.String, "reason": pl.String,
                                             "runner": pl.String, "started_at": pl.String,

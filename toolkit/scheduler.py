@@ -1,6 +1,7 @@
 """Runs pending cells one at a time through a runner and stores each result as it finishes."""
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -21,6 +23,12 @@ from toolkit.device import models
 from toolkit.experiments.cells import Cell
 from toolkit.results import RunStore
 from toolkit.runners.base import JobOutcome, Runner
+
+
+class EngineLost(Exception):
+    """The runner's engine stopped answering (a device went away): the run stops at once
+    instead of recording every remaining cell as failed; the cell that was running is not
+    recorded, so a re-run measures it."""
 
 
 @dataclass
@@ -70,6 +78,8 @@ def _payload(cell: Cell, runner: Runner, started_at: str, settings: dict[str, An
     }
     if hasattr(runner, "image_identity"):  # container runners: which image measured the cell
         payload |= runner.image_identity(cell.coords["framework"])
+    if getattr(runner, "host", None):  # fleet runs: which device measured the cell
+        payload["host"] = runner.host
     result = outcome.result if outcome else None
     if result is None:
         payload |= {"status": "failed", "reason": reason or outcome.failure_reason()}
@@ -109,22 +119,32 @@ def _summary_line(payload: dict[str, Any]) -> str:
     return text if payload["status"] == "ok" else f"{text} (invalid: {payload['reason']})"
 
 
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """A bar per run: what it measures now, how far, its status counts, time."""
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+
+
 def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Path, *,
               force: bool = False, console: Console | None = None,
-              prepare_with: Runner | None = None) -> RunSummary:
-    """Measure every cell not yet finished in this run (all of them with force)."""
+              prepare_with: Runner | None = None, progress: Progress | None = None,
+              prefix: str = "") -> RunSummary:
+    """Measure every cell not yet finished in this run (all of them with force).
+
+    Runs of several devices at once share one `progress` (a bar each) and tell their lines
+    apart by `prefix`; a single run makes its own."""
     console = console or Console(stderr=True)
     summary = RunSummary()
     finished = set() if force else store.finished_ids()
     pending = [cell for cell in cells if cell.id not in finished]
     summary.skipped = len(cells) - len(pending)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
     run_preparation = preparation_runner(prepare_with or runner, store)
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("cells", total=len(pending), status="")
+    shared = progress is not None
+    progress = progress or Progress(*progress_columns(), console=console, transient=True)
+    with contextlib.nullcontext(progress) if shared else progress:
+        task = progress.add_task(f"{prefix}cells", total=len(pending), status="")
         for cell in pending:
-            progress.update(task, description=cell.label())
+            progress.update(task, description=f"{prefix}{cell.label()}")
             started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             outcome, reason, settings, prepared = None, None, cell.settings, []
             try:
@@ -137,6 +157,8 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
                     outcome = runner.run_job(job, store.jobs_dir / cell.id,
                                              store.logs_dir / f"{cell.id}.log",
                                              timeout=cell.settings["timeout_seconds"])
+                except EngineLost:
+                    raise
                 except Exception as error:  # noqa: BLE001 - the engine failed, not the cell
                     if isinstance(error, OSError) and error.errno == 28:
                         raise  # a full disk stops the run (nothing measured is lost)
@@ -145,7 +167,7 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
             store.save_cell(payload)
             store.rebuild_tables()
             summary.add(payload["status"])
-            progress.console.print(f"[{payload['status']}] {cell.label()}: "
+            progress.console.print(f"{prefix}[{payload['status']}] {cell.label()}: "
                                    f"{_summary_line(payload)}", markup=False, highlight=False)
             progress.update(task, advance=1, status=summary.line())
     return summary

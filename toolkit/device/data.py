@@ -17,6 +17,7 @@ the MD5 sums torchvision uses before anything is unpickled.
 
 import hashlib
 import io
+import json
 import os
 import pickle
 import tarfile
@@ -106,6 +107,25 @@ def load_dataset(name: str, root: Optional[str] = None, seed: int = 0, **kwargs)
     if name == "synthetic":
         return synthetic(seed=seed, **kwargs)
     raise UserError("unknown data set {!r}; valid: {}".format(name, ", ".join(DATASET_NAMES)))
+
+
+def save_npz(dataset: DataSet, path: str) -> None:
+    """Write a data set as one .npz, so a job whose image lacks the library that made it (the
+    digits set needs scikit-learn, which the framework images do not carry) can still read it."""
+    meta = dict(dataset.describe(), x_shape=list(dataset.x_train.shape[1:]))
+    tmp = "{}.tmp.{}.npz".format(path, os.getpid())
+    np.savez(tmp, x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test,
+             y_test=dataset.y_test, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    os.replace(tmp, path)
+
+
+def load_npz(path: str) -> DataSet:
+    """The data set save_npz wrote, with its name, identity and normalisation."""
+    with np.load(path) as arrays:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+        return DataSet(meta["name"], meta["classes"], arrays["x_train"], arrays["y_train"],
+                       arrays["x_test"], arrays["y_test"], meta["identity"], mean=meta["mean"],
+                       std=meta["std"], source="{} (from {})".format(meta["source"], path))
 
 
 # --------------------------------------------------------------------------------------- CIFAR

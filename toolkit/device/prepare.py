@@ -62,3 +62,14 @@ def train_accuracy(job):
     os.replace(tmp, target)
     return {"records": [("accuracy", float(result["max_test_acc"]), "ratio")],
             "versions": {"torch": torch.__version__}}
+
+
+def export_dataset(job):
+    # type: (Dict[str, Any]) -> Dict[str, Any]
+    """The job's data set as an .npz file for jobs in images without the library that makes it."""
+    from toolkit.device import data
+    from toolkit.device.training.common import load_data
+
+    dataset = load_data(job)
+    data.save_npz(dataset, job["artifacts"]["dataset_file"])
+    return {"records": [], "dataset": dataset.describe()}

@@ -15,4 +15,7 @@ def run(job):
         os._exit(int(settings["crash"]))
     if settings.get("raise"):
         raise RuntimeError(settings["raise"])
-    return {"records": [("allocated", float(len(hold)), "B")]}
+    import os
+
+    return {"records": [("allocated", float(len(hold)), "B"),
+                        ("allowed_cpus", float(len(os.sched_getaffinity(0))), "count")]}

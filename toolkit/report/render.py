@@ -155,6 +155,27 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
     return paths
 
 
+def render_fleet_report(fleet: dict[str, Any], run_dirs: dict[str, Path], out_dir: Path,
+                        ) -> dict[str, Path]:
+    """A fleet run (several devices measuring the same cells): each device's own full report in
+    out_dir/<device>/, then out_dir/report.md and report.html with the devices side by side.
+
+    `fleet` comes from toolkit.fleet.compare.fleet_context (preformatted strings, like every
+    other table here); a device run without cells yet gets no report of its own.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, run_dir in run_dirs.items():
+        if (Path(run_dir) / "cells.parquet").is_file():
+            render_report(run_dir, out_dir / name)
+    env = _jinja()
+    paths = {"md": out_dir / "report.md", "html": out_dir / "report.html"}
+    for kind, path in paths.items():
+        text = env.get_template(f"fleet.{kind}.j2").render(fleet=fleet)
+        path.write_text(text, encoding="utf-8", newline="\n")
+    return paths
+
+
 def _verdicts(manifest: dict, run_dir: Path, cells: pl.DataFrame) -> dict[str, Any]:
     """Every published claim's verdict on this run, and counts per verdict."""
     records_path = run_dir / "records.parquet"

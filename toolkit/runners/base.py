@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,3 +63,22 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def parse_cpuset(text: str) -> list[int]:
+    """CPUs of a cpuset string ("0-1,3"), checked against the CPUs this process may use."""
+    from toolkit.device.errors import UserError
+
+    allowed = sorted(os.sched_getaffinity(0))
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise UserError(f"cpuset '{text}' is malformed; write CPUs like 0-1,3 (this machine: "
+                        f"{allowed[0]}-{allowed[-1]})") from None
+    if not cpus or not cpus <= set(allowed):
+        raise UserError(f"cpuset '{text}' names CPUs this machine does not have; valid: "
+                        f"{allowed[0]}-{allowed[-1]}")
+    return sorted(cpus)

@@ -5,11 +5,19 @@ Paths under the results root are mounted at /results (read-write) and the data d
 from the container's cgroup (recorded by the job itself, see toolkit/device/job.py), beside the
 in-process peak RSS. A container killed by the OOM killer or the timeout is a failed result with
 its exit status and the tail of its log.
+
+An engine on another machine (a fleet device, see toolkit/fleet/) cannot bind-mount this
+machine's results directory: with shares_filesystem=False the job file, the artifacts it names and
+the data directory are copied into the created container through the Engine API (put_archive)
+at the same paths, and the result file is copied back (get_archive) after it exits.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +28,35 @@ from toolkit.runners.base import JobOutcome, read_result, tail
 
 RESULTS_MOUNT = "/results"
 DATA_MOUNT = "/data"
+# Every cell container carries its owner (host and pid of the run), so a run killed without a
+# chance to clean up leaves containers the next run on this host can recognise and remove.
+OWNER_LABEL = "org.edgerepro.owner"
+
+
+def _owner() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(client: Any) -> list[str]:
+    """Remove cell containers left by runs of this host whose process no longer exists."""
+    host = os.uname().nodename
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        owner_host, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
+        if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            container.remove(force=True)
+            removed.append(container.short_id)
+    return removed
 
 
 def docker_client(base_url: str | None = None, timeout: int = 10):  # -> docker.DockerClient
@@ -46,7 +83,7 @@ class DockerRunner:
     def __init__(self, client: Any, image_for: Callable[[str], str], results_root: Path,
                  data_dir: Path | None = None, cpuset: str | None = None,
                  memory_limit: str | None = None, gpus: bool = False,
-                 nvidia_runtime: bool = False) -> None:
+                 nvidia_runtime: bool = False, shares_filesystem: bool = True) -> None:
         self.client = client
         self.image_for = image_for
         self.results_root = results_root.resolve()
@@ -58,6 +95,8 @@ class DockerRunner:
         self.memory_limit = memory_limit
         self.gpus = gpus
         self.nvidia_runtime = nvidia_runtime
+        self.shares_filesystem = shares_filesystem
+        self.orphans_removed = remove_orphans(client)
 
     def describe(self) -> dict[str, Any]:
         version = self.client.version()
@@ -65,7 +104,8 @@ class DockerRunner:
                 "api": version.get("ApiVersion"), "os": version.get("Os"),
                 "arch": version.get("Arch"), "cpuset": self.cpuset,
                 "memory_limit": self.memory_limit, "gpus": self.gpus,
-                "nvidia_runtime": self.nvidia_runtime}
+                "nvidia_runtime": self.nvidia_runtime,
+                "files": "bind mounts" if self.shares_filesystem else "Engine API archives"}
 
     def image_identity(self, framework: str) -> dict[str, Any]:
         """Tag, id and repo digest of a framework's image (recorded with every cell)."""
@@ -98,7 +138,9 @@ class DockerRunner:
         if self.data_dir is not None:
             volumes[str(self.data_dir.resolve())] = {"bind": DATA_MOUNT, "mode": "ro"}
         options: dict[str, Any] = {
-            "volumes": volumes, "network_mode": "none", "detach": True,
+            "volumes": volumes if self.shares_filesystem else None, "network_mode": "none",
+            "detach": True,
+            "labels": {OWNER_LABEL: _owner()},
             "environment": {"EDGEREPRO_CONTAINER": "1", "PYTHONUNBUFFERED": "1",
                             **({"EDGEREPRO_DATA": DATA_MOUNT} if self.data_dir else {})},
             "cpuset_cpus": self.cpuset, "mem_limit": self.memory_limit,
@@ -134,12 +176,16 @@ class DockerRunner:
         try:
             self.client.images.get(image)  # never pull: images come from `invoke build`
         except ImageNotFound:
-            return JobOutcome(result={"status": "not run", "records": [], "reason":
+            # Failed, not "not run": a re-run after `invoke build` measures the cell.
+            return JobOutcome(result={"status": "failed", "records": [], "reason":
                                       f"image {image} is missing (invoke build)"},
                               exit_code=0, timed_out=False, peak_rss_kernel=None, wall_s=0.0,
                               log_tail="")
         started = time.monotonic()
-        container = self.client.containers.run(image, command, **self._run_options())
+        if self.shares_filesystem:
+            container = self.client.containers.run(image, command, **self._run_options())
+        else:
+            container = self._start_with_files(image, command, job, job_path)
         timed_out = False
         try:
             try:
@@ -151,6 +197,8 @@ class DockerRunner:
             container.reload()
             state = container.attrs["State"]
             log_path.write_bytes(container.logs(stdout=True, stderr=True))
+            if not self.shares_filesystem:
+                self._fetch(container, result_path)
         except BaseException:
             container.remove(force=True)
             raise
@@ -164,3 +212,59 @@ class DockerRunner:
         return JobOutcome(result=result, exit_code=exit_code, timed_out=timed_out,
                           peak_rss_kernel=None, wall_s=time.monotonic() - started,
                           log_tail=tail(log_path), oom_killed=bool(state.get("OOMKilled")))
+
+    # -- engines that do not share this filesystem: files travel as tar archives -------------
+
+    def _start_with_files(self, image: str, command: list[str], job: dict[str, Any],
+                          job_path: Path) -> Any:
+        """Create the container, copy the job's inputs in at their container paths, start it."""
+        container = self.client.containers.create(image, command, **self._run_options())
+        try:
+            with tempfile.TemporaryFile() as archive:  # artifacts can be large: not in memory
+                self._inputs_archive(job, job_path, archive)
+                archive.seek(0)
+                container.put_archive("/", archive)
+            container.start()
+        except BaseException:
+            container.remove(force=True)
+            raise
+        return container
+
+    def _inputs_archive(self, job: dict[str, Any], job_path: Path, handle: Any) -> None:
+        """A tar rooted at / holding the job file, every artifact under the results root (files
+        or whole directories) and the data directory, owned by the image's user so the job can
+        write its result beside the job file."""
+        from toolkit.images import UID
+
+        def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = UID
+            info.uname = info.gname = ""
+            return info
+
+        def container_name(path: str | Path) -> str:
+            return self._in_container(path).lstrip("/")
+
+        with tarfile.open(fileobj=handle, mode="w") as archive:
+            workdir = tarfile.TarInfo(container_name(job_path.parent))
+            workdir.type, workdir.mode = tarfile.DIRTYPE, 0o777
+            archive.addfile(owned(workdir))
+            archive.add(job_path, container_name(job_path), filter=owned)
+            for path in job.get("artifacts", {}).values():
+                if isinstance(path, str) and path.startswith(str(self.results_root)) \
+                        and Path(path).exists():
+                    archive.add(path, container_name(path), filter=owned)
+            if self.data_dir is not None:
+                archive.add(self.data_dir.resolve(), DATA_MOUNT.lstrip("/"), filter=owned)
+
+    def _fetch(self, container: Any, result_path: Path) -> None:
+        """Copy the result file out of the stopped container (absent: the job wrote none)."""
+        from docker.errors import NotFound
+
+        try:
+            stream, _ = container.get_archive(self._in_container(result_path))
+        except NotFound:
+            return
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.extractfile(result_path.name)
+            if member is not None:
+                result_path.write_bytes(member.read())

@@ -20,11 +20,13 @@ class HostRunner:
 
     name = "host"
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, cpus: list[int] | None = None) -> None:
         self.python = python
+        self.cpus = cpus or []  # pin each job to these CPUs (empty: wherever the kernel puts it)
 
     def describe(self) -> dict[str, Any]:
-        return {"runner": self.name, "python": self.python}
+        return {"runner": self.name, "python": self.python,
+                "cpuset": ",".join(map(str, self.cpus)) or None}
 
     def run_job(self, job: dict[str, Any], workdir: Path, log_path: Path,
                 timeout: float) -> JobOutcome:
@@ -34,7 +36,8 @@ class HostRunner:
         for name in ("result", "launch"):
             paths[name].unlink(missing_ok=True)
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
-        command = [self.python, "-S", str(LAUNCHER), str(timeout), str(paths["launch"]), "--",
+        command = [self.python, "-S", str(LAUNCHER), str(timeout), str(paths["launch"]),
+                   *([",".join(map(str, self.cpus))] if self.cpus else []), "--",
                    self.python, "-m", "toolkit.device.job", str(paths["job"]),
                    str(paths["result"])]
         started = time.monotonic()

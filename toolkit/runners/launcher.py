@@ -1,11 +1,12 @@
 """Start one job and report the kernel's accounting of it.
 
-Usage: python -S launcher.py TIMEOUT_S REPORT.json -- PROGRAM ARGS...
+Usage: python -S launcher.py TIMEOUT_S REPORT.json [CPU,CPU...] -- PROGRAM ARGS...
 
 Why a launcher: Linux carries a parent's RSS high-water mark into a forked child's ru_maxrss, so a
 job forked straight from the host process (polars, rich, pydantic: ~150 MB) would report at least
 the host's size. This script runs with `-S` and the standard library only, so the jobs it forks
 start from its few MB. It kills the job at the timeout, and on SIGTERM (the host's Ctrl-C path).
+Given a CPU list, the job is pinned to those CPUs, as the Docker runner's --cpuset pins a container.
 """
 import json
 import os
@@ -14,10 +15,15 @@ import sys
 
 
 def main(argv):
-    timeout, report_path, program = float(argv[0]), argv[1], argv[3:]
+    timeout, report_path = float(argv[0]), argv[1]
+    separator = argv.index("--")
+    cpus = [int(cpu) for cpu in argv[2].split(",")] if separator == 3 else []
+    program = argv[separator + 1:]
     child = os.fork()
     if child == 0:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
         os.execv(program[0], program)
     timed_out = []
 

@@ -20,6 +20,7 @@ Job fields every training cell reads (the ORT cell also reads its artifacts, see
 - protocol: the sampling protocol (warm-up count/seconds, min count/seconds, max seconds, max CV).
 """
 import math
+import os
 import time
 
 from toolkit.device.measure.sampling import sample
@@ -52,6 +53,9 @@ def load_data(job):
     """The data set of the job as a toolkit.device.data.DataSet (uint8 NCHW, int64 labels)."""
     from toolkit.device import data
 
+    prepared = job.get("artifacts", {}).get("dataset_file")
+    if prepared and os.path.isfile(prepared):  # written on the host by prepare.export_dataset
+        return data.load_npz(prepared)
     spec = dict(job["settings"].get("data") or DEFAULT_DATA)
     name = spec.pop("name")
     root = job.get("artifacts", {}).get("data_dir") or spec.pop("root", None)
@@ -164,7 +168,8 @@ def timed_training(step, dataset, batch, epochs, seed, settings, protocol,
         started = time.perf_counter()
         losses = [step(*first)]
         first_step = time.perf_counter() - started
-        timing = timed_loop(step, stream, protocol, settings.get("max_steps"))
+        # max_steps 0 (the spec default) means no cap
+        timing = timed_loop(step, stream, protocol, settings.get("max_steps") or None)
         losses += timing.pop("outputs")
     samples = timing.pop("samples")
     return [float(v) for v in losses], first_step, samples, timing

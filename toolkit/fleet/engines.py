@@ -1,0 +1,164 @@
+"""A device's Docker engine: connecting to it, what it says the device is, and its images.
+
+Everything goes through the Engine API (docker-py): no transport of our own. A device that lacks
+an image its cells need gets it from this machine's engine, streamed from `docker save` into the
+device's `docker load`, so a Raspberry Pi or a Jetson needs no registry and no copy by hand.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from toolkit.fleet.inventory import Device
+from toolkit.matrix import ARCHES, Matrix
+
+PING_TIMEOUT = 10  # seconds an engine has to answer before the device counts as unreachable
+CALL_TIMEOUT = 600  # loading a large image or removing a container on a busy board takes time
+LOAD_TIMEOUT = 3600  # the longest silence allowed while a device loads a transferred image
+Say = Callable[[str], None]
+
+
+class Unreachable(Exception):
+    """The device's engine does not answer (any more): reported as unreachable."""
+
+
+class DeviceFailed(Exception):
+    """The device answers but cannot run the study (a missing image, a wrong platform)."""
+
+
+def client_for(device: Device, timeout: int = CALL_TIMEOUT) -> Any:  # docker.DockerClient
+    import docker
+
+    options: dict[str, Any] = {"base_url": device.engine, "timeout": timeout,
+                               "tls": device.tls_config() or False}
+    if device.scheme == "ssh":  # the ssh binary: ~/.ssh/config, agents and jump hosts work
+        options["use_ssh_client"] = True
+    return docker.DockerClient(**options)
+
+
+def _reason(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'…' if len(text) > 160 else ''}"
+
+
+def answers(device: Device) -> bool:
+    """Whether the engine answers a ping within PING_TIMEOUT (a fresh short-timeout client, so a
+    dropped network does not hang for CALL_TIMEOUT)."""
+    try:
+        probe = client_for(device, PING_TIMEOUT)
+        try:
+            return bool(probe.ping())
+        finally:
+            probe.close()
+    except Exception:  # noqa: BLE001 - any failure to answer is the answer
+        return False
+
+
+def connect(device: Device) -> Any:
+    """A client whose calls may take CALL_TIMEOUT, once the engine has answered quickly."""
+    try:
+        probe = client_for(device, PING_TIMEOUT)
+        probe.ping()
+        probe.close()
+    except Exception as error:  # noqa: BLE001 - DockerException, requests', ssh's errors
+        raise Unreachable(f"engine {device.engine} does not answer ({_reason(error)})") from None
+    return client_for(device)
+
+
+def identity(device: Device, client: Any, matrix: Matrix) -> dict[str, Any]:
+    """Who measured: the inventory's view plus what the engine reports of its machine.
+
+    A device whose engine reports another CPU architecture than its platform's images is a
+    mistake in the inventory (or an emulator that would measure nonsense): it fails."""
+    info, version = client.info(), client.version()
+    arch = info.get("Architecture") or ""
+    expected = ARCHES[matrix.platform(device.platform).arch]
+    if arch and arch != expected:
+        raise DeviceFailed(f"device {device.name} reports a {arch} machine but platform "
+                           f"{device.platform} runs {expected} images: fix its platform in "
+                           "the inventory")
+    return {"name": device.name, "device_type": device.device_type, "platform": device.platform,
+            "engine": device.engine, "shares_filesystem": device.shared,
+            "hostname": info.get("Name", ""), "arch": arch,
+            "os": info.get("OperatingSystem", ""), "kernel": info.get("KernelVersion", ""),
+            "cpus": info.get("NCPU"), "memory_bytes": info.get("MemTotal"),
+            "engine_version": version.get("Version", ""), "engine_id": info.get("ID", ""),
+            "engine_root": info.get("DockerRootDir", "")}
+
+
+def _image(client: Any, tag: str) -> Any:
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        return None
+
+
+def transfer_from_local(client: Any, tag: str, local: Any, say: Say) -> bool:
+    """Stream the image from this machine's engine into the device's (docker save | load)."""
+    image = _image(local, tag) if local is not None else None
+    if image is None:
+        return False
+    size = (image.attrs.get("Size") or 0) / 1e6
+    say(f"transferring {tag} ({size:.0f} MB) to the device through the Engine API")
+    started = time.monotonic()
+    # A JetPack image (~10 GB) unpacking on a board's SD card can be silent for long.
+    timeout, client.api.timeout = client.api.timeout, LOAD_TIMEOUT
+    try:
+        client.images.load(image.save(named=tag))  # named: the archive keeps the tag
+    finally:
+        client.api.timeout = timeout
+    loaded = _image(client, tag)
+    if loaded is None or loaded.id != image.id:
+        raise DeviceFailed(f"image {tag} was sent but the device's engine holds "
+                           f"{loaded.id if loaded else 'nothing'} under that tag, not {image.id}")
+    say(f"{tag}: transferred in {time.monotonic() - started:.0f} s")
+    return True
+
+
+# Where a missing image can come from, tried in order until one returns True. Each gets the
+# device's client, the tag, this machine's client (or None) and a function for progress lines.
+# Hook: a registry pull by the digests of containers/images.lock.json (toolkit.distribution)
+# belongs here, before the transfer, so boards on a network with a registry pull directly.
+IMAGE_SOURCES: list[Callable[[Any, str, Any, Say], bool]] = [transfer_from_local]
+
+
+def ensure_images(device: Device, client: Any, local: Any, frameworks: list[str],
+                  matrix: Matrix, say: Say) -> list[str]:
+    """Make the device's engine hold the image of every framework its cells need.
+
+    Returns notes for the run manifest (images that hold older device code than this checkout
+    are used, and said so). Frameworks the platform does not support are skipped: their cells
+    are recorded as not run with the matrix's reason.
+    """
+    from toolkit import images
+
+    # The device's engine may be this machine's (`local`): then `there` and `here` are the same
+    # image and nothing is ever sent. Engine IDs cannot tell (cloned boards and daemons sharing
+    # /etc/docker/key.json report the same one), so no attempt is made to.
+    current, notes = images.device_code_digest(), []
+
+    def stale(image: Any) -> bool:
+        return (image.labels or {}).get(f"{images.LABEL}.device-code") != current
+
+    for framework in frameworks:
+        if not matrix.framework_supported(device.platform, framework):
+            continue
+        tag = matrix.tag(device.platform, framework)
+        there = _image(client, tag)
+        here = None if local is None else _image(local, tag)
+        # Present and current, or nothing better here: use it.
+        if there is not None and (not stale(there) or here is None or stale(here)):
+            if stale(there):
+                notes.append(f"{tag} on {device.name} holds older device code than this "
+                             "checkout (invoke build refreshes it)")
+            continue
+        if not any(source(client, tag, local, say) for source in IMAGE_SOURCES):
+            raise DeviceFailed(f"image {tag} missing on device {device.name}: run invoke "
+                               "build/pull there")
+        if stale(_image(client, tag)):
+            notes.append(f"{tag} on {device.name} holds older device code than this checkout "
+                         "(invoke build refreshes it)")
+    return notes
