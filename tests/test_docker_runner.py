@@ -79,6 +79,12 @@ def test_smoke_profiles_give_the_same_cells_in_containers_and_on_the_host(invoke
     for cell in measured:
         assert cell["runner"] == "docker" and cell["image_digest"].startswith("sha256:")
         assert cell["image"] in built.values()
+    for cells in (docker, host):  # the smoke training learns on digits, in both frameworks
+        accuracy = {cell["coords"]["framework"]: dict((m, v) for m, v, _ in cell["records"])
+                    ["accuracy"] for cell in cells.values() if cell["status"] == "ok"
+                    and cell["kind"] == "training" and cell["coords"]["freeze"] == 0}
+        assert set(accuracy) == {"pytorch", "onnxruntime-training"}
+        assert min(accuracy.values()) > 0.5, accuracy
 
 
 def test_a_killed_run_resumes_without_remeasuring_and_leaves_no_containers(client, built,
