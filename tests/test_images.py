@@ -157,7 +157,9 @@ def test_a_pin_that_differs_from_the_image_fails_the_build(client, built, tmp_pa
 def test_a_missing_registry_base_is_one_line(client):
     done = invoke("build", "--platform", "l4t-r36.4.0", "--framework", "pytorch")
     assert done.returncode == 2
+    base = matrix.load().base_of("l4t-r36.4.0", "pytorch")
+    assert base.ref.startswith("nvcr.io/nvidia/l4t-jetpack")  # by digest once one is pinned
     assert done.stderr.strip().splitlines()[-1] == (
-        "error: base image nvcr.io/nvidia/l4t-jetpack:r36.4.0 is missing and cannot be pulled "
+        f"error: base image {base.ref} is missing and cannot be pulled "
         "here; `docker load` it from a machine that has it (l4t-r36.4.0 may not use a "
         "bootstrapped base)")

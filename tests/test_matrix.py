@@ -49,6 +49,46 @@ def test_every_framework_is_pinned_or_says_why_not(platform, framework):
         assert re.fullmatch(r"[0-9a-f]{64}", wheel.sha256) or wheel.unverified
 
 
+# A devpi index (the Jetson AI Lab's) serves a file at /+f/<3 hex>/<13 hex>/<name>: the first 16
+# hex digits of its sha256, so a pinned hash that disagrees with its own URL was mis-copied.
+DEVPI_FILE = re.compile(r"/\+f/([0-9a-f]{3})/([0-9a-f]{13})/[^/]+\.whl$")
+
+
+def l4t_wheels():
+    loaded = matrix.load()
+    return [(p, f, wheel) for p, platform in loaded.platforms.items() if p.startswith("l4t-")
+            for f, entry in platform.frameworks.items() for wheel in entry.wheels]
+
+
+@pytest.mark.parametrize("platform, framework, wheel", l4t_wheels(),
+                         ids=lambda value: getattr(value, "filename", value))
+def test_every_l4t_wheel_has_its_sha256_or_says_why_not(platform, framework, wheel):
+    if wheel.sha256:
+        assert re.fullmatch(r"[0-9a-f]{64}", wheel.sha256)
+        assert not wheel.unverified, "a pinned hash needs no excuse"
+    else:
+        assert len(wheel.unverified) > 20, "an empty sha256 needs a reason a reader can act on"
+    devpi = DEVPI_FILE.search(wheel.url)
+    if devpi:
+        assert wheel.sha256.startswith(devpi.group(1) + devpi.group(2)), wheel.url
+
+
+def test_l4t_onnxruntime_gpu_pins_name_their_wheel_or_say_what_is_missing():
+    loaded = matrix.load()
+    for name, platform in loaded.platforms.items():
+        if not name.startswith("l4t-"):
+            continue
+        entry = platform.frameworks["onnxruntime"]
+        if not entry.supported:
+            assert "sha256" in entry.unsupported, name  # what is missing, not just "not yet"
+            continue
+        assert [wheel.package for wheel in entry.wheels] == ["onnxruntime-gpu"], name
+        assert "onnxruntime" not in entry.packages, "the CPU wheel would shadow the GPU one"
+        python = "cp" + platform.python.replace(".", "")
+        abi = wheels.python_tags(platform.python)[5]  # cp36m on 3.6, else the same as python
+        assert entry.wheels[0].filename.endswith(f"-{python}-{abi}-linux_aarch64.whl"), name
+
+
 def test_onnxruntime_training_is_unsupported_on_every_arm_platform():
     loaded = matrix.load()
     for name, platform in loaded.platforms.items():
