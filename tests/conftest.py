@@ -61,3 +61,8 @@ def built(client):
     loaded = matrix.load()
     return {framework: loaded.tag("amd64", framework)
             for framework in ("pytorch", "onnxruntime", "onnxruntime-training")}
+
+
+# A pushed or pulled image is known by its registry digest (repo@sha256:...), a local build by
+# its content id (sha256:...); either identifies the bytes that measured a cell.
+IMAGE_DIGEST = r"(\S+@)?sha256:[0-9a-f]{64}"

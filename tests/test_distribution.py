@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY_SPEC
+from engines import second_engine
 
 from toolkit import matrix
 
@@ -31,10 +32,12 @@ FRAMEWORK = "onnxruntime"
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def invoke(*args: str, lock: Path | None = None, timeout: float = 900):
+def invoke(*args: str, lock: Path | None = None, timeout: float = 900, engine: str = ""):
     env = dict(os.environ)
     if lock is not None:
         env["EDGEREPRO_IMAGES_LOCK"] = str(lock)
+    if engine:  # another engine than the default one, as a user would point at it
+        env["DOCKER_HOST"] = engine
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -294,6 +297,17 @@ def test_save_remove_load_then_verify(client, built, saved):
           f"{saved['archive'].stat().st_size / 1e6:.0f} MB")
 
 
+def test_load_on_a_clean_engine_then_verify(saved):
+    """A second engine with an empty data root stands for the air-gapped device."""
+    with second_engine() as engine:
+        done = invoke("load", str(saved["archive"]), engine=engine.url)
+        assert done.returncode == 0, done.stderr[-3000:]
+        tag = json.loads(saved["sidecar"].read_text())["tag"]
+        checked = invoke("verify", tag, engine=engine.url)
+        assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
+        assert f"{tag}: all " in checked.stdout
+
+
 def test_verify_fails_on_a_changed_label(client, built, tmp_path):
     (tmp_path / "Dockerfile").write_text(
         f"FROM {built[FRAMEWORK]}\nLABEL io.edgerepro.pin.numpy=wrong\n")
@@ -318,3 +332,26 @@ def test_verify_of_every_local_matrix_image_passes(client, built):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     for tag in built.values():
         assert f"{tag}: all " in done.stdout
+
+
+def test_a_device_pulls_its_image_by_the_locked_digest(client, built, registry, tmp_path):
+    """`invoke run --hosts` on a fresh engine: the image comes from the registry, not sent."""
+    lock = tmp_path / "images.lock.json"
+    pushed = invoke("push", "--registry", f"{registry['host']}/edgerepro-fleet", "--framework",
+                    FRAMEWORK, lock=lock)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    with second_engine() as engine:
+        inventory = tmp_path / "fleet.toml"
+        inventory.write_text(f'[devices.second]\nengine = "{engine.url}"\nplatform = "amd64"\n'
+                             'device_type = "x86-second"\nshares_filesystem = false\n')
+        env = dict(os.environ, EDGEREPRO_IMAGES_LOCK=str(lock),
+                   EDGEREPRO_RESULTS=str(tmp_path / "results"))
+        done = subprocess.run([sys.executable, "-m", "invoke", "run", "--hosts", "second",
+                               "--inventory", str(inventory), "--experiment", str(TINY_SPEC)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "from the registry (images.lock.json)" in done.stderr
+        assert "transferring" not in done.stderr
+    cells = [json.loads(path.read_text())
+             for path in (tmp_path / "results").glob("*-second/cells/*.json")]
+    assert len(cells) == 4 and all(cell["status"] == "ok" for cell in cells)

@@ -2,13 +2,14 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ROOT, TINY_SPEC
+from conftest import IMAGE_DIGEST, ROOT, TINY_SPEC
 
 from toolkit import images, pipeline
 from toolkit.results import RunStore, list_runs
@@ -17,6 +18,7 @@ from toolkit.runners.host import HostRunner
 from toolkit.scheduler import run_cells
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+MEASURED = ("ok", "invalid")  # invalid: measured, but the samples missed the validity limits
 
 
 def _cells(results) -> dict[str, dict]:
@@ -72,16 +74,19 @@ def test_smoke_profiles_give_the_same_cells_in_containers_and_on_the_host(invoke
     runs = {store.manifest["runner"]: store.cell_results() for store in list_runs(tmp_path)}
     docker, host = runs["docker"], runs["host"]
     assert set(docker) == set(host) and len(docker) > 20
-    assert {k: c["status"] for k, c in docker.items()} == {k: c["status"]
-                                                          for k, c in host.items()}
-    measured = [cell for cell in docker.values() if cell["status"] == "ok"]
+    # ok and invalid are both measured: which one a noisy 2-core machine gives is not the point
+    def outcome(cell: dict) -> str:
+        return "measured" if cell["status"] in MEASURED else cell["status"]
+
+    assert {k: outcome(c) for k, c in docker.items()} == {k: outcome(c) for k, c in host.items()}
+    measured = [cell for cell in docker.values() if cell["status"] in MEASURED]
     assert {cell["experiment"] for cell in measured} == {"scaling-inference", "training"}
     for cell in measured:
-        assert cell["runner"] == "docker" and cell["image_digest"].startswith("sha256:")
+        assert cell["runner"] == "docker" and re.fullmatch(IMAGE_DIGEST, cell["image_digest"])
         assert cell["image"] in built.values()
     for cells in (docker, host):  # the smoke training learns on digits, in both frameworks
         accuracy = {cell["coords"]["framework"]: dict((m, v) for m, v, _ in cell["records"])
-                    ["accuracy"] for cell in cells.values() if cell["status"] == "ok"
+                    ["accuracy"] for cell in cells.values() if cell["status"] in MEASURED
                     and cell["kind"] == "training" and cell["coords"]["freeze"] == 0}
         assert set(accuracy) == {"pytorch", "onnxruntime-training"}
         assert min(accuracy.values()) > 0.5, accuracy

@@ -5,3 +5,21 @@ later pull gets exactly those bytes. `archive`: docker-save tarballs with a side
 air-gapped devices. `verify`: does an image (built, pulled or loaded) hold what the matrix pins?
 Host side only: these modules use the Docker SDK.
 """
+from __future__ import annotations
+
+from typing import Any
+
+from toolkit.device.errors import UserError
+from toolkit.matrix import Matrix
+
+
+def local_image(client: Any, matrix: Matrix, platform: str, framework: str) -> Any:
+    """The engine's image of a matrix entry, or a UserError saying how to get it."""
+    from docker.errors import ImageNotFound
+
+    tag = matrix.tag(platform, framework)
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        raise UserError(f"{tag} is not on this engine: `invoke build --platform {platform} "
+                        f"--framework {framework}` or `invoke pull` it first") from None

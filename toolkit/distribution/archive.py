@@ -21,6 +21,7 @@ from rich.console import Console
 
 from toolkit import images
 from toolkit.device.errors import UserError
+from toolkit.distribution import local_image
 from toolkit.distribution.verify import expected_labels
 from toolkit.matrix import Matrix, load
 
@@ -61,14 +62,8 @@ def file_sha256(path: Path) -> tuple[str, int]:
 def save_image(client: Any, matrix: Matrix, platform: str, framework: str, out: Path,
                console: Console) -> Path:
     """Write <out>/edgerepro-<framework>-<platform>-<hash>.tar.gz and its .json; the archive."""
-    from docker.errors import ImageNotFound
-
     tag = matrix.tag(platform, framework)
-    try:
-        image = client.images.get(tag)
-    except ImageNotFound:
-        raise UserError(f"{tag} is not on this engine: `invoke build --platform {platform} "
-                        f"--framework {framework}` or `invoke pull` it first") from None
+    image = local_image(client, matrix, platform, framework)
     out.mkdir(parents=True, exist_ok=True)
     archive = out / f"edgerepro-{framework}-{platform}-{matrix.entry_hash(platform, framework)}"
     archive = archive.with_name(archive.name + SUFFIX)

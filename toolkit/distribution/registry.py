@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from rich.text import Text
 
 from toolkit import images
 from toolkit.device.errors import UserError
+from toolkit.distribution import local_image
 from toolkit.matrix import CONTAINERS, Matrix, load
 
 # Overridable so tests (and a lab trying a registry out) do not rewrite the committed lock.
@@ -141,14 +142,10 @@ def explain(action: str, reference: str, registry: str, message: str) -> UserErr
 def push_image(client: Any, matrix: Matrix, platform: str, framework: str, registry: str,
                console: Console) -> dict[str, str]:
     """Push one local image; returns its lock entry (with the digest the registry computed)."""
-    from docker.errors import APIError, ImageNotFound
+    from docker.errors import APIError
 
     local = matrix.tag(platform, framework)
-    try:
-        image = client.images.get(local)
-    except ImageNotFound:
-        raise UserError(f"{local} is not on this engine: `invoke build --platform {platform} "
-                        f"--framework {framework}` (or `invoke pull`) first") from None
+    image = local_image(client, matrix, platform, framework)
     repository, tag = remote_name(registry, local)
     image.tag(repository, tag=tag)
     try:
@@ -270,6 +267,34 @@ def _check_locked(matrix: Matrix, selection: list[tuple[str, str]],
             raise UserError(f"{_shown(LOCK)} locks {platform}/{framework} built from matrix "
                             f"entry {entry.get('matrix_hash')}, but containers/matrix.toml "
                             f"now gives {wanted}: build and push it again")
+
+
+def pull_locked_onto(client: Any, tag: str, say: Callable[[str], None]) -> bool:
+    """Have an engine (a device's) pull the locked digest whose local tag is `tag`, then tag it.
+
+    False when the lock names no such image or the device cannot get it from the registry:
+    the caller then tries its next source (a transfer from this machine)."""
+    from docker.errors import DockerException
+
+    matrix = load()
+    for platform, by_framework in read_lock().items():
+        for framework, entry in by_framework.items():
+            if not matrix.framework_supported(platform, framework) or \
+                    matrix.tag(platform, framework) != tag:
+                continue
+            say(f"pulling {entry['pinned']} from the registry (images.lock.json)")
+            try:
+                client.api.pull(entry["pinned"])
+                image = client.images.get(entry["pinned"])
+            except DockerException as error:
+                say(f"the registry pull failed ({_message(error)}); trying the next source")
+                return False
+            if image.id != entry["image_id"]:
+                say(f"{entry['pinned']} is {image.id}, the lock says {entry['image_id']}")
+                return False
+            adopt(client, image, matrix, platform, framework, entry["pinned"])
+            return True
+    return False
 
 
 def _shown(path: Path) -> str:

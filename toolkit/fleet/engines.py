@@ -2,7 +2,8 @@
 
 Everything goes through the Engine API (docker-py): no transport of our own. A device that lacks
 an image its cells need gets it from this machine's engine, streamed from `docker save` into the
-device's `docker load`, so a Raspberry Pi or a Jetson needs no registry and no copy by hand.
+device's `docker load`, so a Raspberry Pi or a Jetson needs no registry and no copy by hand;
+where `invoke push` locked a digest, the device pulls that from the registry first.
 """
 from __future__ import annotations
 
@@ -120,9 +121,16 @@ def transfer_from_local(client: Any, tag: str, local: Any, say: Say) -> bool:
 
 # Where a missing image can come from, tried in order until one returns True. Each gets the
 # device's client, the tag, this machine's client (or None) and a function for progress lines.
-# Hook: a registry pull by the digests of containers/images.lock.json (toolkit.distribution)
-# belongs here, before the transfer, so boards on a network with a registry pull directly.
-IMAGE_SOURCES: list[Callable[[Any, str, Any, Say], bool]] = [transfer_from_local]
+# First the registry, by the digests `invoke push` locked (boards on a network with a registry
+# pull directly), then a transfer from this machine.
+def pull_from_lock(client: Any, tag: str, local: Any, say: Say) -> bool:
+    from toolkit.distribution.registry import pull_locked_onto
+
+    return pull_locked_onto(client, tag, say)
+
+
+IMAGE_SOURCES: list[Callable[[Any, str, Any, Say], bool]] = [pull_from_lock,
+                                                            transfer_from_local]
 
 
 def ensure_images(device: Device, client: Any, local: Any, frameworks: list[str],
