@@ -175,12 +175,13 @@ def _trace_chart(traces: list[Trace], path: Path, title: str, x: Axis, y: Axis,
     if not traces:
         return False
     panels = sorted({t.panel for t in traces})
-    style = _styles(sorted({t.series for t in traces}))
+    # Series in the callers' order (they sort coordinates by value: freeze 5 before 10).
+    style = _styles(list(dict.fromkeys(t.series for t in traces)))
     with mpl.style.context("default"), mpl.rc_context(_RC | {"svg.hashsalt": path.stem}):
         fig = Figure(figsize=(6.4, 1.2 + 2.6 * len(panels)), layout="constrained")
         axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
         for ax, panel in zip(axes, panels, strict=True):
-            mine = sorted((t for t in traces if t.panel == panel), key=lambda t: t.series)
+            mine = [t for t in traces if t.panel == panel]
             for trace in mine:
                 _draw_trace(ax, trace, x, y, style[trace.series], markers)
             ax.set_title(panel, fontsize="small")
