@@ -30,9 +30,11 @@ class PreparationFailed(Exception):
 
 
 def _job(kind: str, settings: dict[str, Any], coords: dict[str, Any], name: str,
-         cache_root: Path, suffix: str) -> dict[str, Any]:
+         cache_root: Path, suffix: str, stem: str = "") -> dict[str, Any]:
+    """A preparation job whose artifact is cached as <name>/<stem>-<hash><suffix>; the stem is
+    what the file holds (by default the model)."""
     key = stable_hash({"kind": kind, "settings": settings, "coords": coords})
-    path = cache_root / name / f"{settings['model']}-{key}{suffix}"
+    path = cache_root / name / f"{stem or settings['model']}-{key}{suffix}"
     return {"kind": kind, "coords": coords, "settings": settings,
             "artifacts": {name: str(path)}, "key": key}
 
@@ -59,10 +61,9 @@ def onnx_export_job(cell: Cell, widths: list[int], cache_root: Path) -> dict[str
 
 
 def dataset_job(cell: Cell, cache_root: Path) -> dict[str, Any]:
-    settings = {"model": cell.settings["dataset"], "data": cell.settings["data"],
-                "seed": cell.settings["seed"]}
+    settings = {"data": cell.settings["data"], "seed": cell.settings["seed"]}
     return _job("export_dataset", settings, {"framework": "numpy"}, "dataset_file", cache_root,
-                ".npz")
+                ".npz", stem=cell.settings["dataset"])
 
 
 def _ensure(job: dict[str, Any], run: JobRunner, timeout: float) -> Path:
