@@ -66,3 +66,19 @@ def built(client):
 # A pushed or pulled image is known by its registry digest (repo@sha256:...), a local build by
 # its content id (sha256:...); either identifies the bytes that measured a cell.
 IMAGE_DIGEST = r"(\S+@)?sha256:[0-9a-f]{64}"
+
+
+def synthetic_neuralscale_fit(model: str, classes: int = 10, seed: int = 0) -> dict:
+    """A NeuralScale power-law fit of integer width records whose layers shrink as different
+    powers of a multiplier (as pruning records do): non-uniform architectures without a search."""
+    import numpy as np
+
+    from toolkit.device import models
+    from toolkit.device.scaling import neuralscale
+
+    rng = np.random.default_rng(seed)
+    full = models.full_widths(model)
+    powers = rng.uniform(0.5, 1.5, len(full))
+    records = [[max(1, int(w * m ** p)) for w, p in zip(full, powers, strict=True)]
+               for m in np.linspace(0.05, 1.0, 25)]
+    return neuralscale.fit_power_law(model, records, classes)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import polars as pl
 import pytest
 from conftest import DATA, ROOT, TINY_SPEC
 
@@ -102,10 +103,19 @@ def test_neuralscale_and_uniform_end_to_end(invoke_cmd, tmp_path):
         assert abs(ns / uniform - 1) <= 0.01
     (artifact,) = (tmp_path / "cache" / "neuralscale").glob("*.json")
     assert "final_fit" in json.loads(artifact.read_text())
+    # the run keeps the search it measured, and each NeuralScale cell says how it was solved
+    assert (run_dir / "neuralscale" / artifact.name).read_text() == artifact.read_text()
+    for scale in (0.25, 0.5):
+        solution = cells[("neuralscale", scale)]["settings"]["neuralscale_solution"]
+        assert solution["artifact"] == artifact.name and abs(solution["error"]) <= 0.01
+    widths = pl.read_parquet(run_dir / "cells.parquet")["widths"].to_list()
+    assert all(json.loads(w) for w in widths)
     report = invoke_cmd("report", results=tmp_path)
     assert report.returncode == 0, report.stderr
     md = next((tmp_path / "reports").glob("*/report.md")).read_text()
     assert "NeuralScale ÷ uniform at equal scale" in md
+    assert "**Architectures of vgg11**" in md
+    assert f"*NeuralScale fit* ([neuralscale/{artifact.name}]" in md
 
 
 @pytest.mark.slow

@@ -93,6 +93,20 @@ def test_macs_closed_form_matches_hooks(name, ratio):
     assert models.count_macs(name, widths) == hooked_macs(net)
 
 
+@pytest.mark.parametrize("ratio", (0.25, 1.0))
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_macs_closed_form_matches_the_torch_profiler(name, ratio):
+    """PyTorch's own FLOP counter (2 FLOPs per multiply-add of every convolution and matmul)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    widths = models.scale_widths(name, ratio)
+    net = models.build_model(name, widths).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, 3, 32, 32))
+    assert counter.get_total_flops() == 2 * models.count_macs(name, widths)
+
+
 @pytest.mark.parametrize("name", ("mobilenetv2", "preact_resnet18", "resnet50"))
 def test_macs_other_image_size(name):
     widths = models.scale_widths(name, 0.25)

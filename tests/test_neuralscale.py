@@ -6,23 +6,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import synthetic_neuralscale_fit
 
 from toolkit.device import models
 from toolkit.device.errors import UserError
 from toolkit.device.scaling import neuralscale as ns
 
 GEALY_MODELS = ("vgg11", "mobilenetv2", "preact_resnet18", "resnet50")
-
-
-def _synthetic_fit(model, classes=10, seed=0):
-    """Fit integer width records whose layers shrink as different powers of a multiplier (like
-    pruning records do)."""
-    rng = np.random.default_rng(seed)
-    full = models.full_widths(model)
-    powers = rng.uniform(0.5, 1.5, len(full))
-    records = [[max(1, int(w * m ** p)) for w, p in zip(full, powers, strict=True)]
-               for m in np.linspace(0.05, 1.0, 25)]
-    return ns.fit_power_law(model, records, classes)
 
 
 # ------------------------------------------------------------------------------------------ fit
@@ -41,7 +31,7 @@ def test_fit_recovers_known_power_laws():
 
 
 def test_fit_uses_the_parameter_count_of_each_record():
-    fit = _synthetic_fit("mobilenetv2", 100)
+    fit = synthetic_neuralscale_fit("mobilenetv2", 100)
     assert fit["n_records"] == 25 and len(fit["r2"]) == 19 and min(fit["r2"]) > 0.8
     rng = np.random.default_rng(0)
     full = models.full_widths("mobilenetv2")
@@ -77,7 +67,7 @@ def test_fewer_than_six_records_fall_back_to_uniform():
 @pytest.mark.parametrize("model", GEALY_MODELS)
 @pytest.mark.parametrize("classes", (10, 100))
 def test_solver_hits_targets_within_one_percent(model, classes):
-    fit = _synthetic_fit(model, classes)
+    fit = synthetic_neuralscale_fit(model, classes)
     for ratio in (0.25, 0.5, 0.75, 1.0):
         for mode in ns.TARGET_MODES:
             target = ns.target_params(model, ratio, classes, mode)
@@ -233,7 +223,7 @@ def test_search_config():
 
 
 def _artifact(model="preact_resnet18", classes=100):
-    fit = _synthetic_fit(model, classes)
+    fit = synthetic_neuralscale_fit(model, classes)
     cfg = ns.search_config("smoke")
     return ns.build_artifact(model, classes, {"name": "synthetic", "identity": "x"}, 3, "smoke",
                              cfg, [], fit)

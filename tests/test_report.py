@@ -411,3 +411,47 @@ def test_environment_lists_each_image_with_id_and_digest(run_dir: Path, tmp_path
     assert "no images" not in md
     assert "<td><code>sha256:onnxruntime-training</code></td>" in html
     assert html.count("<tr><td><code>edgerepro/") == 3
+
+
+def test_architectures_show_widths_and_the_neuralscale_fit(run_dir: Path, tmp_path: Path) -> None:
+    """A scaling run's widths per method and scale, and the fit of the search artifact it kept
+    (results/<run>/neuralscale/), linked from the report."""
+    import numpy as np
+
+    from toolkit.device import models
+    from toolkit.device.scaling import neuralscale as ns
+
+    full = models.full_widths("vgg11")
+    powers = np.linspace(0.6, 1.4, len(full))
+    records = [[max(1, int(w * m ** p)) for w, p in zip(full, powers, strict=True)]
+               for m in np.linspace(0.1, 1.0, 8)]
+    fit = ns.fit_power_law("vgg11", records)
+    artifact = ns.build_artifact("vgg11", 10, {"name": "digits"}, 0, "smoke",
+                                 ns.search_config("smoke"), [{"records": records}], fit)
+    ns.save_artifact(artifact, str(run_dir / "neuralscale" / "vgg11-abc.json"))
+    solved = ns.widths_for_ratio(artifact, 0.5)["widths"]
+    cells = pl.read_parquet(run_dir / "cells.parquet").with_columns(widths=pl.lit("[]"))
+    widths = {"c1": models.scale_widths("vgg11", 0.5), "c4": solved}
+    cells = cells.with_columns(widths=pl.col("cell_id").replace_strict(
+        {k: json.dumps(v) for k, v in widths.items()}, default="[]"))
+    cells.write_parquet(run_dir / "cells.parquet")
+
+    paths = render_report(run_dir, tmp_path / "out", results_link="RES")
+    md, html = paths["md"].read_text(), paths["html"].read_text()
+    assert "**Architectures of vgg11** (the 8 layer widths of each method and scale)" in md
+    assert (f"| neuralscale | 0.5 | {models.count_params('vgg11', solved):,} | "
+            f"{' '.join(map(str, solved))} |") in md
+    assert "| uniform | 0.5 | 2,311,562 | 32 64 128 128 256 256 256 256 |" in md
+    assert "[neuralscale/vgg11-abc.json](RES/neuralscale/vgg11-abc.json)" in md
+    assert "data digits, profile smoke, 1 descent iteration, 8 width records" in md
+    layer_rows = [line for line in md.splitlines() if re.match(r"\| \d+ \| \d+ \| ", line)]
+    assert len(layer_rows) == 8
+    first = layer_rows[0].strip("| ").split(" | ")
+    assert first[:2] == ["0", "64"]
+    assert float(first[3]) == pytest.approx(fit["beta"][0], abs=1e-4)
+    assert float(first[4]) == pytest.approx(fit["r2"][0], abs=1e-3)
+    assert '<a href="RES/neuralscale/vgg11-abc.json">' in html
+    assert html.count("<table class=\"fit\">") == 1
+    # the widths are bookkeeping, not a coordinate of the results table
+    header = next(line for line in md.splitlines() if line.startswith("| model |"))
+    assert "widths" not in header

@@ -31,3 +31,30 @@ def test_store_tables_and_finished_cells(tmp_path):
     assert store.is_complete()
     assert latest_run(tmp_path).run_id == "r1"
     assert not list(store.cells_dir.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_cells_table_names_the_image_and_the_widths(tmp_path):
+    store = RunStore.create(tmp_path, "r1", {"cell_ids": ["a", "b"], "selection": {}})
+    store.save_cell(_payload("a", "ok", 0.01) | {
+        "image": "edgerepro/onnxruntime:amd64-1", "image_id": "sha256:abc",
+        "settings": {"widths": [32, 64, 128, 128, 256, 256, 256, 256]}})
+    store.save_cell(_payload("b", "failed"))  # an older payload: no image, no settings
+    store.rebuild_tables()
+    cells = {row["cell_id"]: row for row in
+             pl.read_parquet(store.path / "cells.parquet").iter_rows(named=True)}
+    assert cells["a"]["image_id"] == "sha256:abc"
+    assert cells["a"]["widths"] == "[32, 64, 128, 128, 256, 256, 256, 256]"
+    assert cells["b"]["image_id"] == "" and cells["b"]["widths"] == "[]"
+
+
+def test_a_kept_artifact_is_copied_once(tmp_path):
+    store = RunStore.create(tmp_path, "r1", {"cell_ids": [], "selection": {}})
+    source = tmp_path / "cache" / "vgg11-abc.json"
+    source.parent.mkdir()
+    source.write_text('{"fit": 1}')
+    kept = store.keep_artifact(source, "neuralscale")
+    assert kept == store.path / "neuralscale" / "vgg11-abc.json"
+    assert kept.read_text() == '{"fit": 1}'
+    source.write_text('{"fit": 2}')  # same name, same content hash: never rewritten
+    store.keep_artifact(source, "neuralscale")
+    assert kept.read_text() == '{"fit": 1}'

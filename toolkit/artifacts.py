@@ -79,12 +79,17 @@ def _ensure(job: dict[str, Any], run: JobRunner, timeout: float) -> Path:
     return path
 
 
-def neuralscale_widths(artifact_path: Path, cell: Cell) -> list[int]:
+def neuralscale_solution(artifact_path: Path, cell: Cell) -> dict[str, Any]:
+    """The cell's NeuralScale architecture solved from the search artifact's final fit: its
+    widths, parameter count, target, tau and the fit's kind (power law or uniform fallback)."""
     from toolkit.device.scaling.neuralscale import load_artifact, widths_for_ratio
 
     artifact = load_artifact(str(artifact_path))
     solved = widths_for_ratio(artifact, cell.coords["scale"], cell.settings["scaling_mode"])
-    return list(solved["widths"])
+    return {"artifact": artifact_path.name, "widths": list(solved["widths"]),
+            "params": int(solved["params"]), "target": int(solved["target"]),
+            "error": float(solved["error"]), "tau": float(solved["tau"]),
+            "fit": solved["kind"], "mode": solved["mode"]}
 
 
 def prepare(cell: Cell, cache_root: Path, run: JobRunner,
@@ -108,7 +113,9 @@ def prepare(cell: Cell, cache_root: Path, run: JobRunner,
     timeout = cell.settings["prepare_timeout_seconds"]
     if settings.get("widths") is None:  # NeuralScale: the search decides the widths
         artifact = _ensure(search_job(cell, cache_root), run, timeout)
-        settings["widths"] = neuralscale_widths(artifact, cell)
+        solution = neuralscale_solution(artifact, cell)
+        settings["widths"] = solution.pop("widths")
+        settings["neuralscale_solution"] = solution
         paths["neuralscale"] = str(artifact)
     if settings.get("accuracy_training"):
         result_path = _ensure(accuracy_job(cell, settings["widths"], cache_root), run, timeout)

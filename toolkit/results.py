@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from toolkit.experiments.cells import COORDINATES
 
 # A failed cell is retried on the next run; these count as done.
 FINISHED_STATUSES = ("ok", "invalid", "not run")
+# Per-cell fields of cells.parquet besides the coordinates (and `widths`: the model's layer
+# widths as a JSON list, the architecture a scaled cell measured).
+CELL_FIELDS = ("status", "reason", "runner", "started_at", "wall_s", "image", "image_id",
+               "image_digest")
 
 
 def write_json_atomically(path: Path, payload: Any) -> None:
@@ -97,6 +102,17 @@ class RunStore:
     def save_cell(self, payload: dict[str, Any]) -> None:
         write_json_atomically(self.cells_dir / f"{payload['cell_id']}.json", payload)
 
+    def keep_artifact(self, source: Path, folder: str) -> Path:
+        """A copy of a cached artifact the run's results depend on (a NeuralScale search: its
+        fit and records), so the run directory alone documents and reproduces them."""
+        target = self.path / folder / source.name
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp.{os.getpid()}")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        return target
+
     def rebuild_tables(self) -> None:
         """cells, records (Parquet and CSV) and samples (Parquet) from the per-cell files."""
         cells, records, samples = [], [], []
@@ -111,8 +127,8 @@ class RunStore:
             key |= {name: payload["coords"].get(name) for name in coordinates}
             if hosts:
                 key["host"] = (payload.get("host") or {}).get("name")
-            cells.append(key | {name: payload.get(name, "") for name in (
-                "status", "reason", "runner", "started_at", "wall_s", "image", "image_digest")})
+            cells.append(key | {name: payload.get(name, "") for name in CELL_FIELDS} | {
+                "widths": json.dumps((payload.get("settings") or {}).get("widths") or [])})
             records += [key | {"metric": m, "value": float(v), "unit": u}
                         for m, v, u in payload["records"]]
             for metric, series in payload.get("samples", {}).items():
@@ -125,10 +141,8 @@ class RunStore:
         if hosts:
             schema_keys["host"] = pl.String
         tables = {
-            "cells": (cells, schema_keys | {"status": pl.String, "reason": pl.String,
-                                            "runner": pl.String, "started_at": pl.String,
-                                            "wall_s": pl.Float64, "image": pl.String,
-                                            "image_digest": pl.String}),
+            "cells": (cells, schema_keys | {name: pl.Float64 if name == "wall_s" else pl.String
+                                            for name in (*CELL_FIELDS, "widths")}),
             "records": (records, schema_keys | {"metric": pl.String, "value": pl.Float64,
                                                 "unit": pl.String}),
             "samples": (samples, {"run_id": pl.String, "cell_id": pl.String,

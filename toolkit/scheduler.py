@@ -149,6 +149,8 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
             outcome, reason, settings, prepared = None, None, cell.settings, []
             try:
                 settings, paths, prepared = artifacts.prepare(cell, cache_root, run_preparation)
+                if "neuralscale" in paths:
+                    store.keep_artifact(Path(paths["neuralscale"]), "neuralscale")
             except artifacts.PreparationFailed as failure:
                 reason = str(failure)
             if reason is None:

@@ -21,6 +21,7 @@ from toolkit import units
 from toolkit.derived import DERIVED, RUNTIME_MEMORY, metric_value
 from toolkit.experiments.cells import COORDINATES
 from toolkit.report import charts, claims
+from toolkit.report.architectures import architectures
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -38,6 +39,7 @@ BOOKKEEPING = {
     "image",
     "image_id",
     "image_digest",
+    "widths",
 }
 RAW_FILES = (
     ("records.parquet", "one measured value per row (metric, value, SI unit) with coordinates"),
@@ -131,7 +133,7 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
         "run": _run_info(manifest, cells),
         "verdicts": _verdicts(manifest, run_dir, cells),
         "experiments": [
-            _experiment(name, manifest, cells, metrics, losses, out_dir)
+            _experiment(name, manifest, cells, metrics, losses, out_dir, run_dir, results_link)
             for name in _experiment_names(manifest, cells)
         ],
         "environment": _environment_rows(manifest.get("environment", {})),
@@ -301,6 +303,8 @@ def _experiment(
     metrics: dict[str, Metrics],
     losses: dict[str, Series],
     out_dir: Path,
+    run_dir: Path,
+    results_link: str,
 ) -> dict[str, Any]:
     spec = manifest.get("spec", {}).get(name, {})
     rows = _sorted_rows(cells.filter(pl.col("experiment") == name))
@@ -319,6 +323,10 @@ def _experiment(
         "table": _table(rows, coords, metrics),
         "method_ratios": _method_ratios(rows, metrics),
         "speedups": _speedups(rows, metrics),
+        "architectures": [
+            model | {"fits": [fit | {"href": f"{results_link}/{fit['file']}"}
+                              for fit in model["fits"]]}
+            for model in architectures(run_dir, rows)],
         "charts": drawn,
         "skipped_charts": skipped,
     }
@@ -705,8 +713,8 @@ def _images(run_dir: Path, cells: pl.DataFrame, runner: str) -> dict[str, Any]:
 
 
 def _image_identity(run_dir: Path, row: dict[str, Any]) -> tuple[str, str, str]:
-    """(tag, id, digest) of the image that ran a cell. cells.parquet carries no image_id
-    column, so a cell that names an image has it read from its own results/<run>/cells/ file."""
+    """(tag, id, digest) of the image that ran a cell. Runs stored before cells.parquet had an
+    image_id column have it read from the cell's own results/<run>/cells/ file."""
     identity = {f: str(row.get(f) or "") for f in IMAGE_FIELDS}
     if any(f not in row for f in IMAGE_FIELDS) and (identity["image"] or "image" not in row):
         path = run_dir / "cells" / f"{row['cell_id']}.json"

@@ -1,0 +1,68 @@
+"""The architectures a scaling run measured: each model's layer widths per method and scale, and
+the NeuralScale fit behind them (per layer alpha, beta and R² of w = alpha * tau^beta) from the
+search artifacts the run keeps in results/<run>/neuralscale/."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from toolkit import units
+from toolkit.device import models
+
+
+def architectures(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model with scaled cells: a widths table (method, scale, parameters, widths) and the
+    fits of the NeuralScale searches of that model."""
+    by_model: dict[str, dict[tuple[str, float], list[int]]] = {}
+    for row in rows:
+        widths = json.loads(row.get("widths") or "[]")
+        if row.get("method") and row.get("scale") is not None and widths:
+            by_model.setdefault(row["model"], {})[(row["method"], row["scale"])] = widths
+    searches = _searches(run_dir)
+    out = []
+    for model, resolved in sorted(by_model.items()):
+        out.append({
+            "model": model,
+            "layers": len(models.full_widths(model)),
+            "widths": [[method, f"{scale:g}", f"{models.count_params(model, widths):,}",
+                        " ".join(map(str, widths))]
+                       for (method, scale), widths in sorted(resolved.items())],
+            "fits": [_fit(artifact) for artifact in searches if artifact["model"] == model],
+        })
+    return out
+
+
+def _searches(run_dir: Path) -> list[dict[str, Any]]:
+    artifacts = []
+    for path in sorted((run_dir / "neuralscale").glob("*.json")):
+        artifact = json.loads(path.read_text(encoding="utf-8"))
+        artifacts.append(artifact | {"file": f"neuralscale/{path.name}"})
+    return artifacts
+
+
+def _fit(artifact: dict[str, Any]) -> dict[str, Any]:
+    """One search: where it came from and its final fit, a row per layer."""
+    fit = artifact["final_fit"]
+    r2 = fit.get("r2") or [None] * len(fit["alpha"])
+    seconds = artifact.get("provenance", {}).get("seconds")
+    dataset = artifact.get("dataset") or {}
+    iterations = artifact.get("iterations", [])
+    about = [f"data {dataset.get('name', '?')}", f"profile {artifact.get('profile', '?')}",
+             _count(len(iterations), "descent iteration"),
+             _count(sum(len(it.get("records", [])) for it in iterations), "width record")]
+    if seconds is not None:
+        about.append(f"search {seconds / 60:.1f} min")
+    return {
+        "file": artifact["file"],
+        "about": ", ".join(about),
+        "fallback": fit.get("fallback") or "",
+        "rows": [[str(i), str(full), f"{alpha:.4g}", f"{beta:.4f}",
+                  units.MISSING if r is None else f"{r:.3f}"]
+                 for i, (full, alpha, beta, r) in enumerate(zip(
+                     artifact["full_widths"], fit["alpha"], fit["beta"], r2, strict=True))],
+    }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
