@@ -160,3 +160,24 @@ def test_timeout_and_crash_in_a_container(client, built, tmp_path):
     assert crash.result is None and crash.exit_code == 7
     assert not client.containers.list(all=True, filters={"ancestor": built["onnxruntime"],
                                                          "status": "exited"})
+
+
+def test_a_running_containers_progress_can_be_followed(client, built, tmp_path):
+    """The container's output reaches its log file while it runs (the progress bar shows a
+    search's or a training's newest line), and the whole of it is there at the end."""
+    from toolkit.runners.follow import LogFollower
+
+    runner = _selftest_runner(client, tmp_path)
+    seen = []
+    lines = ["epoch 1/2 loss 2.30", "epoch 2/2 loss 1.70"]
+
+    def show(line):
+        seen.append((line, (tmp_path / "job" / "result.json").exists()))
+
+    with LogFollower(tmp_path / "job.log", show, interval=0.1):
+        outcome = runner.run_job({"kind": "selftest", "coords": {"framework": "python"},
+                                  "settings": {"progress": lines, "progress_every_s": 1.5}},
+                                 tmp_path / "job", tmp_path / "job.log", timeout=120)
+    assert outcome.result["status"] == "ok"
+    assert (lines[0], False) in seen
+    assert (tmp_path / "job.log").read_text().splitlines()[:2] == lines

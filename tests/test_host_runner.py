@@ -67,3 +67,37 @@ def test_cpuset_ranges_and_lists():
     allowed = sorted(os.sched_getaffinity(0))
     assert parse_cpuset(f"{allowed[0]}-{allowed[-1]}") == allowed
     assert parse_cpuset(f"{allowed[-1]},{allowed[0]}") == sorted({allowed[0], allowed[-1]})
+
+
+def test_a_running_jobs_progress_can_be_followed(tmp_path):
+    """The newest log line reaches the host while the job still runs (long searches and
+    training show their epochs in the progress bar)."""
+    from toolkit.runners.follow import LogFollower
+
+    seen = []
+
+    def show(line):
+        seen.append((line, (tmp_path / "job" / "result.json").exists()))
+
+    with LogFollower(tmp_path / "job.log", show, interval=0.1):
+        outcome = _selftest(tmp_path, progress=["epoch 1/2 loss 2.30", "epoch 2/2 loss 1.70"],
+                            progress_every_s=1.0)
+    assert outcome.result["status"] == "ok"
+    assert ("epoch 1/2 loss 2.30", False) in seen and ("epoch 2/2 loss 1.70", False) in seen
+    assert [line for line, _ in seen] == ["epoch 1/2 loss 2.30", "epoch 2/2 loss 1.70"]
+
+
+def test_the_follower_shows_whole_lines_only(tmp_path):
+    from toolkit.runners.follow import LogFollower
+
+    log = tmp_path / "job.log"
+    follower = LogFollower(log, print)
+    assert follower.newest_line() == ""  # no file yet
+    log.write_text("first\nsecond\n\npart")
+    assert follower.newest_line() == "second"
+    assert follower.newest_line() == ""  # nothing new
+    with log.open("a") as handle:
+        handle.write("ial line\n")
+    assert follower.newest_line() == "partial line"
+    log.write_text("rewritten\n")  # a runner copying a whole log anew
+    assert follower.newest_line() == "rewritten"

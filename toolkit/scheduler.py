@@ -3,26 +3,28 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from toolkit import artifacts
 from toolkit.device import models
 from toolkit.experiments.cells import Cell
 from toolkit.results import RunStore
 from toolkit.runners.base import JobOutcome, Runner
+from toolkit.runners.follow import LogFollower
 
 
 class EngineLost(Exception):
@@ -53,18 +55,28 @@ def analytic_records(settings: dict[str, Any]) -> list[tuple[str, float, str]]:
             ("macs", float(models.count_macs(model, widths, classes)), "MAC")]
 
 
-def preparation_runner(runner: Runner, store: RunStore) -> artifacts.JobRunner:
-    """Runs preparation jobs through the cells' runner, logging beside the cells."""
+def preparation_runner(runner: Runner, store: RunStore,
+                       show: Callable[[str], None] | None = None) -> artifacts.JobRunner:
+    """Runs preparation jobs through the cells' runner, logging beside the cells; `show` gets
+    the job's newest log line while it runs (searches and training take minutes to hours)."""
 
     def run(name: str, job: dict[str, Any], timeout: float) -> str | None:
-        outcome = runner.run_job(job, store.jobs_dir / name, store.logs_dir / f"{name}.log",
-                                 timeout=timeout)
+        log_path = store.logs_dir / f"{name}.log"
+        with _following(log_path, show, f"{job['kind']}: "):
+            outcome = runner.run_job(job, store.jobs_dir / name, log_path, timeout=timeout)
         reason = outcome.failure_reason()
         if reason is None and outcome.result["status"] != "ok":
             reason = f"{outcome.result['status']}: {outcome.result['reason']}"
         return reason
 
     return run
+
+
+def _following(log_path: Path, show: Callable[[str], None] | None,
+               label: str = "") -> contextlib.AbstractContextManager[Any]:
+    if show is None:
+        return contextlib.nullcontext()
+    return LogFollower(log_path, lambda line: show(label + line))
 
 
 def _payload(cell: Cell, runner: Runner, started_at: str, settings: dict[str, Any],
@@ -119,10 +131,21 @@ def _summary_line(payload: dict[str, Any]) -> str:
     return text if payload["status"] == "ok" else f"{text} (invalid: {payload['reason']})"
 
 
-def progress_columns() -> tuple[ProgressColumn, ...]:
-    """A bar per run: what it measures now, how far, its status counts, time."""
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+class RunProgress(Progress):
+    """A bar per run (what it measures now, how far, its status counts, time) and, beneath
+    it, the newest output line of the job the run waits for (`activity`)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                         TimeRemainingColumn(), console=console, transient=True)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            if task.fields.get("activity") and not task.finished:
+                yield Text(f"  {task.fields['activity']}", style="dim", no_wrap=True,
+                           overflow="ellipsis")
 
 
 def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Path, *,
@@ -138,13 +161,17 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
     finished = set() if force else store.finished_ids()
     pending = [cell for cell in cells if cell.id not in finished]
     summary.skipped = len(cells) - len(pending)
-    run_preparation = preparation_runner(prepare_with or runner, store)
     shared = progress is not None
-    progress = progress or Progress(*progress_columns(), console=console, transient=True)
+    progress = progress or RunProgress(console)
+
+    def show(line: str) -> None:  # a running job's newest log line, under the run's bar
+        progress.update(task, activity=f"{prefix}{line}")
+
+    run_preparation = preparation_runner(prepare_with or runner, store, show)
     with contextlib.nullcontext(progress) if shared else progress:
-        task = progress.add_task(f"{prefix}cells", total=len(pending), status="")
+        task = progress.add_task(f"{prefix}cells", total=len(pending), status="", activity="")
         for cell in pending:
-            progress.update(task, description=f"{prefix}{cell.label()}")
+            progress.update(task, description=f"{prefix}{cell.label()}", activity="")
             started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             outcome, reason, settings, prepared = None, None, cell.settings, []
             try:
@@ -155,10 +182,11 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
                 reason = str(failure)
             if reason is None:
                 job = cell.definition() | {"settings": settings, "artifacts": paths}
+                log_path = store.logs_dir / f"{cell.id}.log"
                 try:
-                    outcome = runner.run_job(job, store.jobs_dir / cell.id,
-                                             store.logs_dir / f"{cell.id}.log",
-                                             timeout=cell.settings["timeout_seconds"])
+                    with _following(log_path, show):
+                        outcome = runner.run_job(job, store.jobs_dir / cell.id, log_path,
+                                                 timeout=cell.settings["timeout_seconds"])
                 except EngineLost:
                     raise
                 except Exception as error:  # noqa: BLE001 - the engine failed, not the cell

@@ -1,10 +1,16 @@
-"""A job that misbehaves on purpose (allocate, sleep, crash), to test runners' failure handling."""
+"""A job that misbehaves on purpose (allocate, sleep, crash), to test runners' failure handling,
+or reports progress slowly, to test that the host sees a running job's output."""
+import sys
 import time
 
 
 def run(job):
     # type: (Dict[str, Any]) -> Dict[str, Any]
     settings = job["settings"]
+    for line in settings.get("progress", []):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        time.sleep(float(settings.get("progress_every_s", 0)))
     hold = bytearray(int(settings.get("allocate_mib", 0)) * 2 ** 20)
     for offset in range(0, len(hold), 4096):  # touch every page so it is resident
         hold[offset] = 1

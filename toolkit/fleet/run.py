@@ -31,7 +31,7 @@ from toolkit.matrix import Matrix
 from toolkit.runners.base import JobOutcome
 from toolkit.runners.docker_runner import DockerRunner
 from toolkit.runners.host import REPO_ROOT, HostRunner
-from toolkit.scheduler import EngineLost, progress_columns, run_cells
+from toolkit.scheduler import EngineLost, RunProgress, run_cells
 
 STATUSES = ("done", "failed", "unreachable", "interrupted")
 
@@ -242,7 +242,7 @@ def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[
                   f"{', '.join(device.name for device in devices)}; results in "
                   f"{results_root}/{fleet.fleet_id}-<device>")
     stop = threading.Event()
-    with Progress(*progress_columns(), console=console, transient=True) as progress:
+    with RunProgress(console) as progress:
         ctx = FleetContext(fleet, resolved, cells, frameworks, selection, matrix,
                            images.engine_or_none(), describe_host(REPO_ROOT), results_root,
                            force, dict(runner_options or {}), SharedPreparation(HostRunner()),

@@ -18,6 +18,7 @@ import json
 import os
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -187,6 +188,7 @@ class DockerRunner:
         else:
             container = self._start_with_files(image, command, job, job_path)
         timed_out = False
+        copier = _LogCopier(container, log_path)
         try:
             try:
                 status = container.wait(timeout=timeout)
@@ -196,7 +198,7 @@ class DockerRunner:
                 status = container.wait(timeout=30)
             container.reload()
             state = container.attrs["State"]
-            log_path.write_bytes(container.logs(stdout=True, stderr=True))
+            copier.finish()
             if not self.shares_filesystem:
                 self._fetch(container, result_path)
         except BaseException:
@@ -268,3 +270,34 @@ class DockerRunner:
             member = archive.extractfile(result_path.name)
             if member is not None:
                 result_path.write_bytes(member.read())
+
+
+class _LogCopier:
+    """Copies a container's output into its log file as it comes, so the host can follow a
+    running job (LogFollower); finish() makes sure the file ends up holding all of it."""
+
+    # Output still in flight when the container stops arrives within this time.
+    DRAIN_SECONDS = 10.0
+
+    def __init__(self, container: Any, log_path: Path) -> None:
+        self.container, self.log_path = container, log_path
+        self.complete = False
+        self.thread = threading.Thread(target=self._copy, name=f"logs {log_path.name}",
+                                       daemon=True)
+        self.thread.start()
+
+    def _copy(self) -> None:
+        try:
+            with self.log_path.open("wb") as log:
+                for chunk in self.container.logs(stdout=True, stderr=True, stream=True,
+                                                 follow=True):
+                    log.write(chunk)
+                    log.flush()
+            self.complete = True
+        except Exception:  # noqa: BLE001 - the engine dropped the stream: finish() refetches
+            self.complete = False
+
+    def finish(self) -> None:
+        self.thread.join(self.DRAIN_SECONDS)
+        if self.thread.is_alive() or not self.complete:
+            self.log_path.write_bytes(self.container.logs(stdout=True, stderr=True))
