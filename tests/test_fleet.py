@@ -140,3 +140,30 @@ def test_a_device_lost_mid_run_is_reported_and_resumes_alone(second, fleet_resul
     assert "[local] [ok]" not in again.stderr
     fleet = json.loads((results / fleet_id / "fleet.json").read_text())
     assert {entry["status"] for entry in fleet["devices"].values()} == {"done"}
+
+
+def test_an_image_with_older_device_code_is_replaced_or_refused(client, second, images_here):
+    """A device's image built from other device code than this checkout would measure other
+    code: replaced from this machine's current image, refused (one line) when none is."""
+    import io
+
+    from toolkit import matrix
+    from toolkit.fleet import engines
+    from toolkit.fleet.inventory import Device
+
+    device = Device(name="second", engine=second.url, platform="amd64", device_type="x86-second",
+                    shares_filesystem=False)
+    remote = engines.connect(device)
+    engines.ensure_images(device, remote, client, ["onnxruntime"], matrix.load(), print)
+    label = f"{images.LABEL}.device-code"
+    remote.images.build(fileobj=io.BytesIO(f"FROM {images_here}\nLABEL {label}=0ld\n".encode()),
+                        tag=images_here, rm=True)
+    assert remote.images.get(images_here).labels[label] == "0ld"
+    said = []
+    with pytest.raises(engines.DeviceFailed, match=(
+            f"image {re.escape(images_here)} on device second holds older device code than "
+            "this checkout: invoke build")):
+        engines.ensure_images(device, remote, None, ["onnxruntime"], matrix.load(), said.append)
+    engines.ensure_images(device, remote, client, ["onnxruntime"], matrix.load(), said.append)
+    assert any(line.startswith(f"transferring {images_here}") for line in said), said
+    assert remote.images.get(images_here).labels[label] == images.device_code_digest()

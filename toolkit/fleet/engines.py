@@ -97,10 +97,18 @@ def _image(client: Any, tag: str) -> Any:
         return None
 
 
+def holds_older_device_code(image: Any) -> bool:
+    """The image was built from other device code than this checkout's: its cells would not
+    measure what this checkout says (the Docker runner refuses such images too)."""
+    from toolkit import images
+
+    return (image.labels or {}).get(f"{images.LABEL}.device-code") != images.device_code_digest()
+
+
 def transfer_from_local(client: Any, tag: str, local: Any, say: Say) -> bool:
     """Stream the image from this machine's engine into the device's (docker save | load)."""
     image = _image(local, tag) if local is not None else None
-    if image is None:
+    if image is None or holds_older_device_code(image):
         return False
     size = (image.attrs.get("Size") or 0) / 1e6
     say(f"transferring {tag} ({size:.0f} MB) to the device through the Engine API")
@@ -134,39 +142,29 @@ IMAGE_SOURCES: list[Callable[[Any, str, Any, Say], bool]] = [pull_from_lock,
 
 
 def ensure_images(device: Device, client: Any, local: Any, frameworks: list[str],
-                  matrix: Matrix, say: Say) -> list[str]:
-    """Make the device's engine hold the image of every framework its cells need.
+                  matrix: Matrix, say: Say) -> None:
+    """Make the device's engine hold the image of every framework its cells need, built from
+    this checkout's device code: a missing or older image is replaced from the first source
+    that has a current one (the registry by the locked digest, then this machine's engine).
 
-    Returns notes for the run manifest (images that hold older device code than this checkout
-    are used, and said so). Frameworks the platform does not support are skipped: their cells
-    are recorded as not run with the matrix's reason.
+    Frameworks the platform does not support are skipped: their cells are recorded as not run
+    with the matrix's reason.
     """
-    from toolkit import images
-
-    # The device's engine may be this machine's (`local`): then `there` and `here` are the same
-    # image and nothing is ever sent. Engine IDs cannot tell (cloned boards and daemons sharing
-    # /etc/docker/key.json report the same one), so no attempt is made to.
-    current, notes = images.device_code_digest(), []
-
-    def stale(image: Any) -> bool:
-        return (image.labels or {}).get(f"{images.LABEL}.device-code") != current
-
+    # The device's engine may be this machine's (`local`): then the device's image and ours
+    # are the same and nothing is ever sent. Engine IDs cannot tell (cloned boards and daemons
+    # sharing /etc/docker/key.json report the same one), so no attempt is made to.
     for framework in frameworks:
         if not matrix.framework_supported(device.platform, framework):
             continue
         tag = matrix.tag(device.platform, framework)
         there = _image(client, tag)
-        here = None if local is None else _image(local, tag)
-        # Present and current, or nothing better here: use it.
-        if there is not None and (not stale(there) or here is None or stale(here)):
-            if stale(there):
-                notes.append(f"{tag} on {device.name} holds older device code than this "
-                             "checkout (invoke build refreshes it)")
+        if there is not None and not holds_older_device_code(there):
             continue
-        if not any(source(client, tag, local, say) for source in IMAGE_SOURCES):
+        if any(source(client, tag, local, say) and not holds_older_device_code(
+                _image(client, tag)) for source in IMAGE_SOURCES):
+            continue
+        if _image(client, tag) is None:
             raise DeviceFailed(f"image {tag} missing on device {device.name}: run invoke "
                                "build/pull there")
-        if stale(_image(client, tag)):
-            notes.append(f"{tag} on {device.name} holds older device code than this checkout "
-                         "(invoke build refreshes it)")
-    return notes
+        raise DeviceFailed(f"image {tag} on device {device.name} holds older device code than "
+                           "this checkout: invoke build (then invoke push) refreshes it")

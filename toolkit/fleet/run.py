@@ -166,9 +166,7 @@ def _measure(device: Device, ctx: FleetContext, say: Any) -> tuple[str, str]:
     """Connect, check the images, measure; (status, detail) or an exception saying why not."""
     client = engines.connect(device)
     host = engines.identity(device, client, ctx.matrix)
-    notes = engines.ensure_images(device, client, ctx.local, ctx.frameworks, ctx.matrix, say)
-    for note in notes:
-        say(f"note: {note}")
+    engines.ensure_images(device, client, ctx.local, ctx.frameworks, ctx.matrix, say)
     options = {key: value for key, value in ctx.runner_options.items() if value}
     inner = DockerRunner(client, _image_for(ctx.matrix, device.platform), ctx.results_root,
                          shares_filesystem=device.shared,
@@ -178,7 +176,7 @@ def _measure(device: Device, ctx: FleetContext, say: Any) -> tuple[str, str]:
         say(f"removed {len(inner.orphans_removed)} cell container(s) left by an interrupted run")
     runner = DeviceRunner(inner, device, host, ctx.stop)
     manifest = pipeline.run_manifest(
-        ctx.resolved, ctx.cells, ctx.selection, runner, "; ".join(notes),
+        ctx.resolved, ctx.cells, ctx.selection, runner, "",
         environment=device_environment(host, ctx.controller, device.on_this_machine))
     manifest |= {"fleet": ctx.fleet.fleet_id, "host": host}
     prefix = f"[{device.name}] "
