@@ -10,6 +10,8 @@ import polars as pl
 import pytest
 from conftest import DATA, ROOT, TINY_SPEC
 
+from toolkit.results import record_values
+
 
 @pytest.mark.parametrize("args, expected", [
     (["run", "--profile", "fast"], "unknown profile 'fast'; valid: smoke, quick, paper"),
@@ -45,7 +47,7 @@ def test_run_measures_every_cell_then_a_rerun_measures_none(invoke_cmd, tmp_path
     cells = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
     assert len(cells) == 4 and all(c["status"] == "ok" for c in cells)
     for cell in cells:
-        values = {m: v for m, v, _ in cell["records"]}
+        values = record_values(cell["records"])
         assert values["latency_p50"] > 0 and values["latency_n"] >= 20
         assert values["rss_peak_kernel"] >= values["rss_peak"] > values["rss_baseline"] > 0
     # A complete run is not resumed: a re-run starts a new one unless given the run id.
@@ -93,13 +95,13 @@ def test_neuralscale_and_uniform_end_to_end(invoke_cmd, tmp_path):
     cells = {(c["coords"]["method"], c["coords"]["scale"]): c for c in (
         json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json"))}
     for (method, scale), cell in cells.items():
-        values = {m: v for m, v, _ in cell["records"]}
+        values = record_values(cell["records"])
         assert 0 <= values["accuracy"] <= 1 and values["params"] > 0
         assert cell["settings"]["widths"], (method, scale)  # resolved, also for NeuralScale
     # NeuralScale lands within 1 % of the uniform model's parameter count (width mode).
     for scale in (0.25, 0.5):
-        ns = {m: v for m, v, _ in cells[("neuralscale", scale)]["records"]}["params"]
-        uniform = {m: v for m, v, _ in cells[("uniform", scale)]["records"]}["params"]
+        ns = record_values(cells[("neuralscale", scale)]["records"])["params"]
+        uniform = record_values(cells[("uniform", scale)]["records"])["params"]
         assert abs(ns / uniform - 1) <= 0.01
     (artifact,) = (tmp_path / "cache" / "neuralscale").glob("*.json")
     assert "final_fit" in json.loads(artifact.read_text())
@@ -134,7 +136,7 @@ def test_training_experiment_end_to_end(invoke_cmd, tmp_path):
     assert all("fp16" in c["reason"] for c in by_status["not run"])
     flops = {}
     for cell in by_status["ok"]:
-        values = {m: v for m, v, _ in cell["records"]}
+        values = record_values(cell["records"])
         if cell["kind"] == "peak":
             assert values["peak_flops_fp32"] > 1e8
             continue

@@ -12,7 +12,7 @@ import pytest
 from conftest import IMAGE_DIGEST, ROOT, TINY_SPEC
 
 from toolkit import images, pipeline
-from toolkit.results import RunStore, list_runs
+from toolkit.results import RunStore, list_runs, record_values
 from toolkit.runners.docker_runner import OWNER_LABEL, DockerRunner
 from toolkit.runners.host import HostRunner
 from toolkit.scheduler import run_cells
@@ -32,7 +32,7 @@ def _selftest_runner(client, tmp_path, **options) -> DockerRunner:
 
 
 def _p50s(store: RunStore) -> dict[str, float]:
-    return {cell_id: {m: v for m, v, _ in cell["records"]}["latency_p50"]
+    return {cell_id: record_values(cell["records"])["latency_p50"]
             for cell_id, cell in store.cell_results().items()}
 
 
@@ -85,7 +85,7 @@ def test_smoke_profiles_give_the_same_cells_in_containers_and_on_the_host(invoke
         assert cell["runner"] == "docker" and re.fullmatch(IMAGE_DIGEST, cell["image_digest"])
         assert cell["image"] in built.values()
     for cells in (docker, host):  # the smoke training learns on digits, in both frameworks
-        accuracy = {cell["coords"]["framework"]: dict((m, v) for m, v, _ in cell["records"])
+        accuracy = {cell["coords"]["framework"]: record_values(cell["records"])
                     ["accuracy"] for cell in cells.values() if cell["status"] in MEASURED
                     and cell["kind"] == "training" and cell["coords"]["freeze"] == 0}
         assert set(accuracy) == {"pytorch", "onnxruntime-training"}

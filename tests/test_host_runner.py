@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.device.errors import UserError
+from toolkit.results import record_values
 from toolkit.runners.base import parse_cpuset
 from toolkit.runners.host import HostRunner
 
@@ -51,7 +52,7 @@ def test_a_cpuset_pins_the_job_to_those_cpus(tmp_path):
     job = {"kind": "selftest", "coords": {"framework": "python"}, "settings": {}}
     cpu = max(os.sched_getaffinity(0))
     outcome = HostRunner(cpus=[cpu]).run_job(job, tmp_path / "j", tmp_path / "j.log", 60)
-    assert dict((m, v) for m, v, _ in outcome.result["records"])["allowed_cpus"] == 1
+    assert record_values(outcome.result["records"])["allowed_cpus"] == 1
 
 
 @pytest.mark.parametrize(("text", "message"), [

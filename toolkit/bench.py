@@ -19,7 +19,7 @@ from toolkit import artifacts
 from toolkit.device.errors import UserError
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import expand
-from toolkit.results import RunStore
+from toolkit.results import RunStore, record_values
 from toolkit.runners.host import HostRunner
 from toolkit.scheduler import preparation_runner
 
@@ -48,7 +48,7 @@ def harness_overhead(workdir: Path) -> Figures:
     result = outcome.result
     if result is None or result["status"] != "ok":
         raise UserError(f"harness_overhead failed: {outcome.failure_reason() or result['reason']}")
-    figures = {metric: value for metric, value, _ in result["records"]}
+    figures = record_values(result["records"])
     return {"model": cell.label(), **figures, "target": "abs(overhead) <= 0.02",
             "met": abs(figures["overhead"]) <= 0.02}
 
@@ -177,8 +177,8 @@ def training_freeze_and_utilisation(workdir: Path) -> Figures:
         if payload["status"] != "ok":
             raise UserError(f"training bench: cell {payload['coords']} {payload['status']}: "
                             f"{payload['reason']}")
-        values[payload["coords"]["freeze"] if payload["kind"] == "training" else "peak"] = {
-            metric: value for metric, value, _ in payload["records"]}
+        values[payload["coords"]["freeze"] if payload["kind"] == "training" else "peak"] = \
+            record_values(payload["records"])
     figures: Figures = {"peak_gflops": values["peak"]["peak_flops_fp32"] / 1e9}
     figures["mfu_freeze0"] = values[0]["achieved_flops"] / values["peak"]["peak_flops_fp32"]
     met = figures["mfu_freeze0"] >= 0.5

@@ -25,6 +25,11 @@ CELL_FIELDS = ("status", "reason", "runner", "started_at", "wall_s", "image", "i
                "image_digest")
 
 
+def record_values(records: list[list[Any]] | list[tuple[str, float, str]]) -> dict[str, float]:
+    """metric -> value of a cell's (metric, value, unit) records."""
+    return {metric: value for metric, value, _ in records}
+
+
 def write_json_atomically(path: Path, payload: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     with tmp.open("w") as handle:

@@ -22,7 +22,7 @@ from rich.text import Text
 from toolkit import artifacts
 from toolkit.device import models
 from toolkit.experiments.cells import Cell
-from toolkit.results import RunStore
+from toolkit.results import RunStore, record_values
 from toolkit.runners.base import JobOutcome, Runner
 from toolkit.runners.follow import LogFollower
 
@@ -118,7 +118,7 @@ def _payload(cell: Cell, runner: Runner, started_at: str, settings: dict[str, An
 def _summary_line(payload: dict[str, Any]) -> str:
     if payload["status"] not in ("ok", "invalid"):
         return f"{payload['status']}: {payload['reason']}"
-    values = {metric: value for metric, value, _ in payload["records"]}
+    values = record_values(payload["records"])
     peak = values.get("rss_peak_kernel", values.get("rss_peak", float("nan")))
     if "peak_flops_fp32" in values:
         return f"matmul peak {values['peak_flops_fp32'] / 1e9:.1f} GFLOP/s (fp32)"

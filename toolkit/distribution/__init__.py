@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.device.errors import UserError
-from toolkit.matrix import Matrix
+from toolkit.matrix import Matrix, load
 
 
 def local_image(client: Any, matrix: Matrix, platform: str, framework: str) -> Any:
@@ -23,3 +23,13 @@ def local_image(client: Any, matrix: Matrix, platform: str, framework: str) -> A
     except ImageNotFound:
         raise UserError(f"{tag} is not on this engine: `invoke build --platform {platform} "
                         f"--framework {framework}` or `invoke pull` it first") from None
+
+
+def selected_images(platform: str, framework: str) -> tuple[Matrix, Any, list[tuple[str, str]]]:
+    """(matrix, engine client, the (platform, framework) entries a share command selected;
+    default: the amd64 images of every framework)."""
+    from toolkit import images
+
+    matrix = load()
+    return matrix, images.connect(), matrix.selection(platform or images.DEFAULT_PLATFORM,
+                                                      framework)

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from toolkit import images
 from toolkit.device.errors import UserError
-from toolkit.distribution import local_image
+from toolkit.distribution import local_image, selected_images
 from toolkit.distribution.verify import expected_labels
 from toolkit.matrix import Matrix, load
 
@@ -90,9 +90,7 @@ def save_image(client: Any, matrix: Matrix, platform: str, framework: str, out: 
 
 
 def save_task(out: Path, platform: str, framework: str, console: Console) -> list[Path]:
-    matrix = load()
-    selection = matrix.selection(platform or images.DEFAULT_PLATFORM, framework)
-    client = images.connect()
+    matrix, client, selection = selected_images(platform, framework)
     written = []
     for chosen_platform, chosen in selection:
         archive = save_image(client, matrix, chosen_platform, chosen, out, console)

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from toolkit import images
 from toolkit.device.errors import UserError
-from toolkit.distribution import local_image
+from toolkit.distribution import local_image, selected_images
 from toolkit.matrix import CONTAINERS, Matrix, load
 
 # Overridable so tests (and a lab trying a registry out) do not rewrite the committed lock.
@@ -166,9 +166,7 @@ def push_image(client: Any, matrix: Matrix, platform: str, framework: str, regis
 def push_task(registry: str, platform: str, framework: str, console: Console) -> list[str]:
     """`invoke push`: every selected image, the lock updated after each one that succeeded."""
     registry = parse_registry(registry)
-    matrix = load()
-    selection = matrix.selection(platform or images.DEFAULT_PLATFORM, framework)
-    client = images.connect()
+    matrix, client, selection = selected_images(platform, framework)
     lines = []
     for chosen_platform, chosen in selection:
         entry = push_image(client, matrix, chosen_platform, chosen, registry, console)
