@@ -8,7 +8,7 @@ import time
 
 import polars as pl
 import pytest
-from conftest import DATA, ROOT, TINY_SPEC
+from conftest import DATA, ROOT, TINY_SPEC, synthetic_neuralscale_fit
 
 from toolkit.results import record_values
 
@@ -118,6 +118,37 @@ def test_neuralscale_and_uniform_end_to_end(invoke_cmd, tmp_path):
     assert "NeuralScale ÷ uniform at equal scale" in md
     assert "**Architectures of vgg11**" in md
     assert f"*NeuralScale fit* ([neuralscale/{artifact.name}]" in md
+
+
+@pytest.mark.slow
+def test_a_kept_search_gives_the_architectures_without_searching(invoke_cmd, tmp_path):
+    """Another lab's results/<run>/neuralscale/ in the spec: the same widths, no search job."""
+    from toolkit.device.scaling import neuralscale as ns
+
+    kept = tmp_path / "other-lab" / "neuralscale"
+    for model in ("mobilenetv2", "vgg11"):
+        fit = synthetic_neuralscale_fit(model)
+        artifact = ns.build_artifact(model, 10, {"name": "cifar10"}, 0, "paper",
+                                     ns.search_config("smoke"), [], fit)
+        ns.save_artifact(artifact, str(kept / f"{model}-abc.json"))
+    spec = tmp_path / "kept.toml"
+    text = (DATA / "tiny_scaling.toml").read_text()
+    text = text.replace('method = ["uniform", "neuralscale"]', 'method = ["neuralscale"]')
+    text = text.replace("scale = [0.25, 0.5]", "scale = [0.5]")
+    text = text[:text.index("neuralscale = {")] + f'neuralscale = {{ artifact = "{kept}" }}\n' \
+        + text[text.index("\n", text.index("neuralscale = {")) + 1:]
+    spec.write_text(text)
+    results = tmp_path / "results"
+    done = invoke_cmd("run", "--experiment", str(spec), "--runner", "host", results=results)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [p for p in results.iterdir() if p.name not in ("cache", "reports")]
+    (cell,) = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    assert cell["status"] == "ok", cell["reason"]
+    expected = ns.widths_for_ratio(ns.load_artifact(str(kept / "vgg11-abc.json")), 0.5)
+    assert cell["settings"]["widths"] == expected["widths"]
+    assert cell["settings"]["neuralscale_solution"]["artifact"] == "vgg11-abc.json"
+    assert not list((run_dir / "logs").glob("neuralscale*"))  # nothing was searched
+    assert (run_dir / "neuralscale" / "vgg11-abc.json").is_file()
 
 
 @pytest.mark.slow

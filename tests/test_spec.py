@@ -1,5 +1,5 @@
 import pytest
-from conftest import TINY_SPEC
+from conftest import DATA, TINY_SPEC
 
 from toolkit.device.errors import UserError
 from toolkit.experiments import spec as specs
@@ -83,3 +83,14 @@ def test_exclude_rules_drop_cells_and_must_name_grid_axes(tmp_path):
     with pytest.raises(UserError, match="bad.toml: exclude.0: freeze is not a grid axis; valid: "
                                         "model, method, scale"):
         specs.load_spec(tmp_path / "bad.toml")
+
+
+def test_a_kept_neuralscale_search_must_exist(tmp_path):
+    spec = tmp_path / "kept.toml"
+    spec.write_text((DATA / "tiny_scaling.toml").read_text().replace(
+        'neuralscale = { profile = "smoke"', 'neuralscale = { artifact = "no/such.json", '
+        'profile = "smoke"'))
+    with pytest.raises(UserError) as error:
+        specs.resolve(specs.load_spec(spec), "smoke")
+    assert "no NeuralScale artifact at 'no/such.json' (a search's JSON file, or a directory" \
+        in str(error.value) and "\n" not in str(error.value)

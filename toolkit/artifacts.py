@@ -79,6 +79,25 @@ def _ensure(job: dict[str, Any], run: JobRunner, timeout: float) -> Path:
     return path
 
 
+def kept_search(path: Path, cell: Cell) -> Path:
+    """The search artifact of the cell's model and class count: `path` itself, or the one in
+    the directory `path` (another run's results/<run>/neuralscale/)."""
+    model, classes = cell.settings["model"], cell.settings["classes"]
+    candidates = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    found = []
+    for candidate in candidates:
+        try:
+            artifact = json.loads(candidate.read_text())
+        except (OSError, ValueError) as error:
+            raise PreparationFailed(f"cannot read NeuralScale artifact {candidate}: "
+                                    f"{error}") from None
+        if (artifact.get("model"), artifact.get("classes")) == (model, classes):
+            return candidate
+        found.append(f"{artifact.get('model')} ({artifact.get('classes')} classes)")
+    raise PreparationFailed(f"no NeuralScale search of {model} ({classes} classes) in {path}; "
+                            f"it holds: {', '.join(found) or 'no .json file'}")
+
+
 def neuralscale_solution(artifact_path: Path, cell: Cell) -> dict[str, Any]:
     """The cell's NeuralScale architecture solved from the search artifact's final fit: its
     widths, parameter count, target, tau and the fit's kind (power law or uniform fallback)."""
@@ -112,7 +131,9 @@ def prepare(cell: Cell, cache_root: Path, run: JobRunner,
         return settings, paths, records
     timeout = cell.settings["prepare_timeout_seconds"]
     if settings.get("widths") is None:  # NeuralScale: the search decides the widths
-        artifact = _ensure(search_job(cell, cache_root), run, timeout)
+        given = cell.settings["neuralscale"].get("artifact")
+        artifact = (kept_search(Path(str(given)), cell) if given
+                    else _ensure(search_job(cell, cache_root), run, timeout))
         solution = neuralscale_solution(artifact, cell)
         settings["widths"] = solution.pop("widths")
         settings["neuralscale_solution"] = solution

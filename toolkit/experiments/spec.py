@@ -89,7 +89,9 @@ class InferenceSettings(_Settings):
     accuracy_training: dict[str, object] = Field(
         {}, description="training_config overrides; empty: accuracy is not measured")
     neuralscale: dict[str, object] = Field(
-        {"profile": "paper"}, description="search_config profile and overrides")
+        {"profile": "paper"}, description="search_config profile and overrides; or `artifact`: "
+        "a kept search (JSON) or a directory of them (results/<run>/neuralscale/) to use "
+        "instead of searching")
     cpu_mem_arena: bool = True
     mem_pattern: bool = True
     opset: int = Field(17, ge=7, le=21)
@@ -113,6 +115,13 @@ class InferenceSettings(_Settings):
         from toolkit.device.scaling.neuralscale import search_config
 
         options = dict(config)
+        artifact = options.pop("artifact", None)
+        if artifact is not None:
+            path = Path(str(artifact)).expanduser().resolve()
+            if not path.exists():
+                raise ValueError(f"no NeuralScale artifact at '{artifact}' (a search's JSON "
+                                 "file, or a directory of them such as results/<run>/neuralscale)")
+            return {"artifact": str(path)}
         try:
             search_config(str(options.pop("profile", "paper")), **options)
         except UserError as error:
