@@ -216,8 +216,9 @@ def run_all(name: str | None, out_dir: Path) -> Path:
     path = out_dir / f"{stamp}.json"
     path.write_text(json.dumps(figures, indent=1, sort_keys=True))
     table = Table("benchmark", "figures", "target", "met")
+    table.columns[1].overflow = "fold"  # one figure per line; long names fold, never cut
     for bench_name, values in figures.items():
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        shown = "\n".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in values.items() if k not in ("target", "met"))
         table.add_row(bench_name, shown, values["target"], "yes" if values["met"] else "NO")
     console.print(table)
