@@ -123,14 +123,23 @@ class _KeepsHelpFlag(Task):
     "hosts": "run on these devices of the inventory in parallel, comma-separated (e.g. "
              "local,orin): each device's Docker engine, one run per device (see README)",
     "inventory": "with --hosts: the fleet inventory (default: $EDGEREPRO_FLEET, else fleet.toml)",
+    "data": "directory of the CIFAR-10/100 python-version archives (or their extracted folders) "
+            "for the paper profiles (default: $EDGEREPRO_DATA); nothing is downloaded",
 })
 @user_errors
 def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
-        new=False, force=False, cpuset="", memory="", gpus=False, hosts="", inventory=""):
+        new=False, force=False, cpuset="", memory="", gpus=False, hosts="", inventory="",
+        data=""):
     """Measure every cell of the chosen experiments, each in a fresh process; resumes."""
     from rich.console import Console
 
     from toolkit import pipeline
+    from toolkit.device.data import DATA_ENV
+    from toolkit.runners.base import data_directory
+
+    if data:
+        os.environ[DATA_ENV] = data
+    data_directory()  # a data directory that is not there: one line, before anything runs
 
     console = Console(stderr=True, soft_wrap=True)
     if hosts:

@@ -22,6 +22,8 @@ from toolkit.results import record_values
     (["run", "--experiment", str(DATA / "malformed.toml")], "malformed.toml: malformed TOML"),
     (["run", "--runner", "ssh"], "unknown runner 'ssh'; valid: auto, host, docker"),
     (["report", "--run-id", "missing"], "no run 'missing' in"),
+    (["run", "--data", "/no/such/dir"], "EDGEREPRO_DATA: no directory '/no/such/dir' (the "
+                                        "folder holding cifar-10-python.tar.gz"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(invoke_cmd, tmp_path, args, expected):
     done = invoke_cmd(*args, results=tmp_path)

@@ -181,3 +181,20 @@ def test_a_running_containers_progress_can_be_followed(client, built, tmp_path):
     assert outcome.result["status"] == "ok"
     assert (lines[0], False) in seen
     assert (tmp_path / "job.log").read_text().splitlines()[:2] == lines
+
+
+def test_the_data_directory_is_mounted_read_only(client, built, tmp_path, monkeypatch):
+    """$EDGEREPRO_DATA (invoke run --data) reaches the cells in containers (CIFAR in the
+    paper profiles), read-only."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar-10-python.tar.gz").write_bytes(b"x" * 1234)
+    monkeypatch.setenv("EDGEREPRO_DATA", str(data))
+    runner = _selftest_runner(client, tmp_path)
+    assert runner.data_dir == data
+    outcome = runner.run_job({"kind": "selftest", "coords": {"framework": "python"},
+                              "settings": {"data_file": "cifar-10-python.tar.gz"}},
+                             tmp_path / "job", tmp_path / "job.log", timeout=120)
+    assert outcome.result["status"] == "ok", outcome.log_tail
+    assert record_values(outcome.result["records"])["data_file_bytes"] == 1234
+    assert runner._run_options()["volumes"][str(data)] == {"bind": "/data", "mode": "ro"}

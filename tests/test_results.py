@@ -58,3 +58,26 @@ def test_a_kept_artifact_is_copied_once(tmp_path):
     source.write_text('{"fit": 2}')  # same name, same content hash: never rewritten
     store.keep_artifact(source, "neuralscale")
     assert kept.read_text() == '{"fit": 1}'
+
+
+def test_ctrl_c_while_a_cell_is_recorded_waits_until_it_is_whole(tmp_path):
+    """The cell file and the tables are written whole, then the interrupt is raised."""
+    import os
+    import signal
+
+    import pytest
+
+    store = RunStore.create(tmp_path, "r1", {"cell_ids": ["a"], "selection": {}})
+    original = store.rebuild_tables
+
+    def interrupted_rebuild():
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives mid-way
+        original()
+
+    store.rebuild_tables = interrupted_rebuild
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        store.record_cell(_payload("a", "ok", 0.01))
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert store.finished_ids() == {"a"}
+    assert pl.read_parquet(store.path / "cells.parquet")["cell_id"].to_list() == ["a"]

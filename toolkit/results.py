@@ -5,10 +5,14 @@ interrupted run loses at most the cell that was measuring, and a re-run resumes 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,23 @@ CELL_FIELDS = ("status", "reason", "runner", "started_at", "wall_s", "image", "i
 def record_values(records: list[list[Any]] | list[tuple[str, float, str]]) -> dict[str, float]:
     """metric -> value of a cell's (metric, value, unit) records."""
     return {metric: value for metric, value, _ in records}
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """SIGINT during the block is raised as KeyboardInterrupt when the block is done (only the
+    main thread can handle signals; elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def write_json_atomically(path: Path, payload: Any) -> None:
@@ -106,6 +127,14 @@ class RunStore:
 
     def save_cell(self, payload: dict[str, Any]) -> None:
         write_json_atomically(self.cells_dir / f"{payload['cell_id']}.json", payload)
+
+    def record_cell(self, payload: dict[str, Any]) -> None:
+        """Save a finished cell and rebuild the tables, with Ctrl-C held until both are done:
+        polars, interrupted inside its native code, raises an unrelated error instead of
+        KeyboardInterrupt and can leave the tables behind the cell files."""
+        with interrupts_deferred():
+            self.save_cell(payload)
+            self.rebuild_tables()
 
     def keep_artifact(self, source: Path, folder: str) -> Path:
         """A copy of a cached artifact the run's results depend on (a NeuralScale search: its

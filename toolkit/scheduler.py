@@ -194,8 +194,7 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
                         raise  # a full disk stops the run (nothing measured is lost)
                     reason = f"runner error: {type(error).__name__}: {error}"
             payload = _payload(cell, runner, started_at, settings, prepared, outcome, reason)
-            store.save_cell(payload)
-            store.rebuild_tables()
+            store.record_cell(payload)
             summary.add(payload["status"])
             progress.console.print(f"{prefix}[{payload['status']}] {cell.label()}: "
                                    f"{_summary_line(payload)}", markup=False, highlight=False)

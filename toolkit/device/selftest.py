@@ -23,5 +23,9 @@ def run(job):
         raise RuntimeError(settings["raise"])
     import os
 
-    return {"records": [("allocated", float(len(hold)), "B"),
-                        ("allowed_cpus", float(len(os.sched_getaffinity(0))), "count")]}
+    records = [("allocated", float(len(hold)), "B"),
+               ("allowed_cpus", float(len(os.sched_getaffinity(0))), "count")]
+    if settings.get("data_file"):  # a file of the data directory the runner gave the job
+        path = os.path.join(os.environ["EDGEREPRO_DATA"], settings["data_file"])
+        records.append(("data_file_bytes", float(os.path.getsize(path)), "B"))
+    return {"records": records}

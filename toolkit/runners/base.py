@@ -82,3 +82,20 @@ def parse_cpuset(text: str) -> list[int]:
         raise UserError(f"cpuset '{text}' names CPUs this machine does not have; valid: "
                         f"{allowed[0]}-{allowed[-1]}")
     return sorted(cpus)
+
+
+def data_directory() -> Path | None:
+    """The directory of local data sets ($EDGEREPRO_DATA, which `invoke run --data` sets): host
+    jobs inherit the variable, containers get the directory mounted read-only."""
+    from toolkit.device.data import DATA_ENV
+    from toolkit.device.errors import UserError
+
+    value = os.environ.get(DATA_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise UserError(f"{DATA_ENV}: no directory '{value}' (the folder holding "
+                        "cifar-10-python.tar.gz / cifar-100-python.tar.gz or their extracted "
+                        "folders)")
+    return path

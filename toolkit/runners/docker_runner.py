@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.device.errors import UserError
-from toolkit.runners.base import JobOutcome, read_result, tail
+from toolkit.runners.base import JobOutcome, data_directory, read_result, tail
 
 RESULTS_MOUNT = "/results"
 DATA_MOUNT = "/data"
@@ -91,7 +91,8 @@ class DockerRunner:
         self.results_root.mkdir(parents=True, exist_ok=True)
         # The image's non-root user must reach the files below the mount point.
         self.results_root.chmod(self.results_root.stat().st_mode | 0o711)
-        self.data_dir = data_dir
+        # Data sets the cells read (CIFAR), mounted read-only: by default $EDGEREPRO_DATA's.
+        self.data_dir = data_dir if data_dir is not None else data_directory()
         self.cpuset = cpuset
         self.memory_limit = memory_limit
         self.gpus = gpus
