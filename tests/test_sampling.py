@@ -55,3 +55,25 @@ def test_one_long_stall_does_not_invalidate_a_steady_series():
     summary = summarize(samples)
     assert summary["cv"] > 2  # std is dominated by the one stall
     assert verdict(summary, Protocol(min_count=10, max_cv=0.1), len(samples)) is None
+
+
+def test_harness_overhead_job_compares_alternating_blocks_on_one_session(tmp_path):
+    """The bench's device job: one ratio per round of two adjacent blocks of calls."""
+    import math
+
+    from toolkit.device import models
+    from toolkit.device.inference.ort import harness_overhead
+    from toolkit.device.models.export import export_onnx
+
+    path = str(tmp_path / "vgg11.onnx")
+    export_onnx("vgg11", models.scale_widths("vgg11", 0.125), path)
+    job = {"coords": {"batch": 1}, "artifacts": {"onnx": path},
+           "settings": {"rounds": 3, "threads": 1, "cpu_mem_arena": True, "mem_pattern": True,
+                        "input_shape": [3, 32, 32]},
+           "protocol": {"warmup_count": 2, "warmup_seconds": 0.0, "min_count": 20,
+                        "min_seconds": 0.01, "max_seconds": 5.0, "max_cv": 1.0}}
+    values = {metric: value for metric, value, _ in harness_overhead(job)["records"]}
+    assert values["rounds"] == 3
+    assert values["harness_n"] >= 60 and values["bare_n"] >= 60
+    assert values["harness_p50"] > 0 and values["bare_p50"] > 0
+    assert math.isfinite(values["overhead"]) and -0.5 < values["overhead"] < 0.5

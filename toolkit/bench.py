@@ -26,8 +26,15 @@ from toolkit.scheduler import preparation_runner
 Figures = dict[str, Any]
 
 
+# Each process measures with a bias of its own (a few %, either sign, on a shared 2-core VM:
+# code and data placement, a neighbour's load), larger than the harness's cost; the median
+# over fresh processes drops it.
+HARNESS_PROCESSES = 5
+
+
 def harness_overhead(workdir: Path) -> Figures:
-    """Median latency reported by the harness vs a bare session.run loop (target: within 2 %)."""
+    """Median latency reported by the harness vs a bare session.run loop on the same session
+    (target: within 2 %): the median over fresh processes of each one's overhead."""
     resolved = specs.resolve(specs.find_spec("scaling-inference"), "smoke",
                              {"model": ["vgg11"], "scale": [0.5]})
     cell = expand(resolved)[0]
@@ -42,15 +49,29 @@ def harness_overhead(workdir: Path) -> Figures:
         raise UserError(f"harness_overhead: {failure}") from None
     job = cell.definition() | {"kind": "harness_overhead", "settings": settings,
                                "artifacts": paths}
-    job["settings"] = dict(job["settings"], rounds=5)
-    outcome = runner.run_job(job, store.jobs_dir / "overhead", store.logs_dir / "overhead.log",
-                             timeout=600)
-    result = outcome.result
-    if result is None or result["status"] != "ok":
-        raise UserError(f"harness_overhead failed: {outcome.failure_reason() or result['reason']}")
-    figures = record_values(result["records"])
-    return {"model": cell.label(), **figures, "target": "abs(overhead) <= 0.02",
-            "met": abs(figures["overhead"]) <= 0.02}
+    # Many short alternating blocks (drift between neighbours is small; the median of their
+    # ratios ignores the blocks a busy neighbour hit) and one intra-op thread: the harness's
+    # cost, not the thread pool's scheduling jitter.
+    job["settings"] = dict(job["settings"], rounds=41, threads=1)
+    job["protocol"] = dict(job["protocol"], warmup_count=10, warmup_seconds=0.0,
+                           min_count=200, min_seconds=0.1)
+    per_process = []
+    for index in range(HARNESS_PROCESSES):
+        outcome = runner.run_job(job, store.jobs_dir / f"overhead-{index}",
+                                 store.logs_dir / f"overhead-{index}.log", timeout=600)
+        result = outcome.result
+        if result is None or result["status"] != "ok":
+            raise UserError("harness_overhead failed: "
+                            f"{outcome.failure_reason() or result['reason']}")
+        per_process.append(record_values(result["records"]))
+    overhead = statistics.median(values["overhead"] for values in per_process)
+    figures: Figures = {"model": cell.label(), "processes": len(per_process),
+                        "overhead": overhead}
+    for name in ("harness_p50", "bare_p50"):
+        figures[name] = statistics.median(values[name] for values in per_process)
+    figures["overhead_min"] = min(values["overhead"] for values in per_process)
+    figures["overhead_max"] = max(values["overhead"] for values in per_process)
+    return figures | {"target": "abs(overhead) <= 0.02", "met": abs(overhead) <= 0.02}
 
 
 IMAGE_SIZE_TARGETS_MB = {"onnxruntime": 400, "pytorch": 1500}  # amd64 images (issue 5)

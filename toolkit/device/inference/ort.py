@@ -95,7 +95,10 @@ def harness_overhead(job):
     # type: (Dict[str, Any]) -> Dict[str, Any]
     """Median latency through the harness vs a bare timed `session.run` loop, interleaved rounds.
 
-    Both in this one process on the same session, so only the harness differs.
+    Both in this one process on the same session, so only the harness differs. Each round
+    compares its two adjacent blocks (alternating which goes first) and the overhead is the
+    median of the rounds' ratios: the machine's drift over seconds (a busy neighbour, clock
+    changes) cancels instead of landing on one side.
     """
     import numpy as np
 
@@ -109,19 +112,35 @@ def harness_overhead(job):
     feed = {session.get_inputs()[0].name: np.ones(shape, dtype=np.float32)}
     protocol = Protocol.from_dict(job["protocol"])
     clock = time.perf_counter
-    harness, bare = [], []  # type: List[float], List[float]
-    for _ in range(int(settings.get("rounds", 5))):
-        samples = sample(lambda: session.run(None, feed), protocol)["samples"]
-        harness += samples
+
+    def bare_block(count):
+        # type: (int) -> List[float]
         for _ in range(protocol.warmup_count):
             session.run(None, feed)
-        for _ in range(len(samples)):  # the same number of calls, timed the plainest way
+        times = []
+        for _ in range(count):  # timed the plainest way
             t0 = clock()
             session.run(None, feed)
-            bare.append(clock() - t0)
+            times.append(clock() - t0)
+        return times
+
+    harness, bare, ratios = [], [], []  # type: List[float], List[float], List[float]
+    count = protocol.min_count
+    for round_index in range(int(settings.get("rounds", 5))):
+        if round_index % 2:
+            b = bare_block(count)
+            h = sample(lambda: session.run(None, feed), protocol)["samples"]
+        else:
+            h = sample(lambda: session.run(None, feed), protocol)["samples"]
+            b = bare_block(len(h))
+        count = len(h)
+        ratios.append(summarize(h)["p50"] / summarize(b)["p50"])
+        harness += h
+        bare += b
     h, b = summarize(harness)["p50"], summarize(bare)["p50"]
     return {"records": [("harness_p50", h, "s"), ("bare_p50", b, "s"),
-                        ("overhead", h / b - 1.0, "ratio"),
+                        ("overhead", float(np.median(ratios)) - 1.0, "ratio"),
+                        ("rounds", float(len(ratios)), "count"),
                         ("harness_n", float(len(harness)), "count"),
                         ("bare_n", float(len(bare)), "count")],
             "versions": {"onnxruntime": ort.__version__}}
