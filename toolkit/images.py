@@ -127,17 +127,23 @@ def device_code_digest() -> str:
     return summary.hexdigest()[:16]
 
 
+def holds_older_device_code(labels: dict[str, str]) -> bool:
+    """An image (by its labels) built from other device code than this checkout's: its cells
+    would not measure what this checkout says."""
+    return labels.get(f"{LABEL}.device-code") != device_code_digest()
+
+
 def stale_images(client: Any, frameworks: list[str], platform: str = DEFAULT_PLATFORM,
                  matrix: Matrix | None = None) -> list[str]:
     """Why the images of these frameworks cannot measure this checkout's cells (empty: fine)."""
     matrix = matrix or load()
-    current, problems = device_code_digest(), []
+    problems = []
     for framework in frameworks:
         tag = tag_for(framework, platform, matrix)
         found = _existing_labels(client, tag)
         if not found:
             problems.append(f"{tag} is missing")
-        elif found.get(f"{LABEL}.device-code") != current:
+        elif holds_older_device_code(found):
             problems.append(f"{tag} holds older device code")
     return problems
 

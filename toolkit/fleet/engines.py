@@ -98,11 +98,10 @@ def _image(client: Any, tag: str) -> Any:
 
 
 def holds_older_device_code(image: Any) -> bool:
-    """The image was built from other device code than this checkout's: its cells would not
-    measure what this checkout says (the Docker runner refuses such images too)."""
+    """The Docker runner's rule for this machine's images, applied to a device's."""
     from toolkit import images
 
-    return (image.labels or {}).get(f"{images.LABEL}.device-code") != images.device_code_digest()
+    return images.holds_older_device_code(image.labels or {})
 
 
 def transfer_from_local(client: Any, tag: str, local: Any, say: Say) -> bool:
