@@ -64,6 +64,7 @@ def test_harness_overhead_job_compares_alternating_blocks_on_one_session(tmp_pat
     from toolkit.device import models
     from toolkit.device.inference.ort import harness_overhead
     from toolkit.device.models.export import export_onnx
+    from toolkit.results import record_values
 
     path = str(tmp_path / "vgg11.onnx")
     export_onnx("vgg11", models.scale_widths("vgg11", 0.125), path)
@@ -72,7 +73,7 @@ def test_harness_overhead_job_compares_alternating_blocks_on_one_session(tmp_pat
                         "input_shape": [3, 32, 32]},
            "protocol": {"warmup_count": 2, "warmup_seconds": 0.0, "min_count": 20,
                         "min_seconds": 0.01, "max_seconds": 5.0, "max_cv": 1.0}}
-    values = {metric: value for metric, value, _ in harness_overhead(job)["records"]}
+    values = record_values(harness_overhead(job)["records"])
     assert values["rounds"] == 3
     assert values["harness_n"] >= 60 and values["bare_n"] >= 60
     assert values["harness_p50"] > 0 and values["bare_p50"] > 0
