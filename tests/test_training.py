@@ -1,10 +1,12 @@
 """Training cells (issue 4): freezing, FLOP accounting, PyTorch and ONNX Runtime Training trainers,
 their equivalence, the peak-FLOP job and the "not run" reasons."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numerics
 import numpy as np
 import pytest
 
@@ -209,33 +211,114 @@ def test_ort_training_imports_no_torch():
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("freeze", [0, 5])
-def test_ort_and_torch_losses_agree(ort_cache, freeze):
-    """Same initial weights, same batches, plain SGD: 5 losses within 1e-3 relative.
+def same_step_from_ort_weights(ort, widths, freeze, batches, lr):
+    """Every step taken three ways from ONNX Runtime's current weights: by ONNX Runtime, by
+    PyTorch in float32 and by PyTorch in float64 (the reference both float32 results are judged
+    against, with bounds derived in tests/numerics.py). Starting each step from the same weights
+    checks "same weights and data give the same step" at every step; free-running trajectories
+    would amplify the float32 differences of earlier steps by an amount that depends on which
+    CPU kernels ran.
 
-    Parameters are compared after the first step only: later, near-ties in max-pool windows
-    flip with 1e-7 differences (kernel summation order) and the trajectories drift apart slowly
-    (1e-4 after 5 steps) while the losses still agree to ~1e-5."""
+    Returns one row per step: the three losses and the loss bound, and per framework the error
+    of the updated parameters relative to the float64 update (normwise over all trainable
+    parameters) and the bound that float32 rounding allows for it."""
+    import torch
+
+    spec = freeze_spec("vgg16", freeze)
+    steps = []
+
+    def flat(values):
+        return np.concatenate([np.ravel(values[k]).astype(np.float64) for k in spec["trainable"]])
+
+    for x, y in batches:
+        weights = ort.parameters()
+        taken = {}
+        for dtype, array_type in ((torch.float32, np.float32), (torch.float64, np.float64)):
+            net = build_model("vgg16", widths, 10, 0).to(dtype)
+            net.load_state_dict({k: torch.from_numpy(v).to(dtype) for k, v in weights.items()},
+                                strict=False)  # BN running statistics: the initial ones
+            trainer = torch_trainer.TorchTrainer(net, spec, sgd(lr))
+            loss = float(trainer.step(x.astype(array_type), y))
+            after = {k: v.detach().numpy() for k, v in trainer.net.named_parameters()}
+            taken[dtype] = (loss, after, trainer.net)
+        ort_loss = float(ort.step(x, y))
+        loss64, exact, net64 = taken[torch.float64]
+        bound = numerics.forward_bound(net64)
+        reference = flat(exact)
+        update = np.linalg.norm(flat(weights) - reference)  # lr * |gradient|
+        # The gradient's rounding error, plus storing the new weights in float32.
+        allowed = (numerics.training_step_bound(net64) * update
+                   + numerics.UNIT_ROUNDOFF_FP32 * np.linalg.norm(reference)) / update
+        steps.append({
+            "ort": ort_loss, "torch32": taken[torch.float32][0], "torch64": loss64,
+            "loss_bound": bound * max(1.0, abs(loss64)), "update_bound": allowed,
+            "update_ort": np.linalg.norm(flat(ort.parameters()) - reference) / update,
+            "update_torch32": np.linalg.norm(flat(taken[torch.float32][1]) - reference) / update})
+    return steps
+
+
+# An update off by more than this in one step is an error, not a max-pool or ReLU near-tie
+# that float32 resolved the other way (those moved single steps by 4e-4 to 8e-3 of the update
+# on an AMD EPYC, Zen 4; a 1 % wrong learning rate is 1e-2 at every step).
+ROUTING_FLIP_CEILING = 0.05
+
+
+def assert_same_steps(steps):
+    """Losses from the same weights within float32's rounding bound of the float64 loss, at
+    every step. Updates: within the rounding bound of the float64 update at the median step.
+
+    Not every step: at a near-tie of a max-pool window or a ReLU input (their gap below
+    float32's error) float32 can route a whole gradient element elsewhere than float64 does.
+    Both are valid subgradients, and the difference reaches 1e-2 of the update, as large as a
+    real error; it is a discrete event of single steps (how often depends on the CPU's
+    kernels), while a wrong implementation is off at every step. The message shows the whole
+    trajectory."""
+    table = "\n".join(
+        "step {i}: loss ort {ort:.7f} torch32 {torch32:.7f} torch64 {torch64:.7f} (bound "
+        "{loss_bound:.2g}); update error ort {update_ort:.2g} torch32 {update_torch32:.2g} "
+        "(rounding bound {update_bound:.2g})".format(i=i, **step) for i, step in enumerate(steps))
+    for name in ("ort", "torch32"):
+        for step in steps:
+            assert abs(step[name] - step["torch64"]) <= step["loss_bound"], table
+            assert step["update_" + name] <= ROUTING_FLIP_CEILING, table
+        assert np.median([step["update_" + name] / step["update_bound"] for step in steps]
+                         ) <= 1.0, table
+
+
+@pytest.mark.parametrize("freeze", [0, 5])
+def test_ort_and_torch_take_the_same_steps(ort_cache, freeze):
+    """Same initial weights, same batches, plain SGD: ONNX Runtime Training and PyTorch take
+    the same step (losses and updated parameters) within float32's rounding error, at every
+    step; frozen parameters never change."""
     result = make_artifacts(ort_cache, freeze)
     assert make_artifacts(ort_cache, freeze)["records"][0] == ("cache_hit", 1.0, "count")
     spec = freeze_spec("vgg16", freeze)
-    batches = class_batches(5, 16, seed=1)
     ort = ort_trainer.OrtTrainer(result["settings"]["artifact_dir"], lr=0.01)
-    torch_run = torch_trainer.TorchTrainer(build_model("vgg16", SMALL, 10, 0), spec, sgd(0.01))
     frozen_before = ort.parameters(spec["frozen"])
-    ort_losses, torch_losses = [], []
-    for i, (x, y) in enumerate(batches):
-        ort_losses.append(float(ort.step(x, y)))
-        torch_losses.append(float(torch_run.step(x, y)))
-        if i == 0:
-            trained = ort.parameters(spec["trainable"])
-            reference = {k: v.detach().numpy() for k, v in torch_run.net.named_parameters()}
-            for name in spec["trainable"]:
-                np.testing.assert_allclose(trained[name], reference[name], rtol=1e-4,
-                                           atol=1e-6, err_msg=name)
-    assert ort_losses == pytest.approx(torch_losses, rel=1e-3)
+    assert_same_steps(same_step_from_ort_weights(ort, SMALL, freeze, class_batches(5, 16, seed=1),
+                                                 0.01))
     frozen_after = ort.parameters(spec["frozen"])
     assert all(np.array_equal(frozen_before[k], frozen_after[k]) for k in spec["frozen"])
+
+
+def test_step_bounds_are_not_vacuous():
+    """The bounds catch real errors: a loss off by 1e-3 relative, and an update whose learning
+    rate is off by 1 %, both fall outside them."""
+    x, y = class_batches(1, 8, seed=3)[0]
+    spec = freeze_spec("vgg16", 0)
+    assert numerics.forward_bound(build_model("vgg16", full_widths("vgg16"), 10, 0)) < 1e-3
+    after = {}
+    for lr in (0.01, 0.0101):
+        net = build_model("vgg16", SMALL, 10, 0).double()
+        torch_trainer.TorchTrainer(net, spec, sgd(lr)).step(x.astype(np.float64), y)
+        after[lr] = np.concatenate([p.detach().numpy().ravel() for p in net.parameters()])
+    before = np.concatenate([p.detach().double().numpy().ravel()
+                             for p in build_model("vgg16", SMALL, 10, 0).parameters()])
+    update = np.linalg.norm(before - after[0.01])
+    small = build_model("vgg16", SMALL, 10, 0)
+    allowed = (numerics.training_step_bound(small) * update
+               + numerics.UNIT_ROUNDOFF_FP32 * np.linalg.norm(after[0.01]))
+    assert np.linalg.norm(after[0.0101] - after[0.01]) > 10 * allowed
 
 
 def test_ort_evaluation_matches_torch_with_the_same_statistics(ort_cache):
@@ -343,16 +426,29 @@ def test_peak_jobs_return_positive_flops():
 
 
 @pytest.mark.slow
-def test_ort_and_torch_losses_agree_at_full_width(ort_cache):
+def test_ort_and_torch_take_the_same_steps_at_full_width(ort_cache):
     widths = full_widths("vgg16")
     result = make_artifacts(ort_cache, 0, widths)
-    batches = class_batches(5, 8, seed=3)
     ort = ort_trainer.OrtTrainer(result["settings"]["artifact_dir"], lr=0.01)
-    ort_losses = [float(ort.step(x, y)) for x, y in batches]
-    torch_run = torch_trainer.TorchTrainer(build_model("vgg16", widths, 10, 0),
-                                           freeze_spec("vgg16", 0), sgd(0.01))
-    torch_losses = [float(torch_run.step(x, y)) for x, y in batches]
-    assert ort_losses == pytest.approx(torch_losses, rel=1e-3)
+    assert_same_steps(same_step_from_ort_weights(ort, widths, 0, class_batches(5, 8, seed=3),
+                                                 0.01))
+
+
+@pytest.mark.slow
+def test_same_steps_with_other_cpu_kernels():
+    """The comparison holds when PyTorch runs other CPU kernels than this CPU's best: ATen's
+    generic (non-SIMD) kernels and oneDNN limited to AVX2, as on a CPU without AVX-512 (ONNX
+    Runtime's MLAS picks its kernels by CPUID and cannot be forced)."""
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", ONEDNN_MAX_CPU_ISA="AVX2")
+    probe = subprocess.run([sys.executable, "-c", "import torch; "
+                            "print(torch.backends.cpu.get_cpu_capability())"],
+                           env=env, capture_output=True, text=True, cwd=ROOT)
+    assert probe.stdout.strip() == "DEFAULT", probe.stdout + probe.stderr
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_training.py::test_ort_and_torch_take_the_same_steps"],
+                          env=env, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "2 passed" in done.stdout, done.stdout[-2000:]
 
 
 @pytest.mark.slow
