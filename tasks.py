@@ -130,7 +130,12 @@ class _KeepsHelpFlag(Task):
 def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
         new=False, force=False, cpuset="", memory="", gpus=False, hosts="", inventory="",
         data=""):
-    """Measure every cell of the chosen experiments, each in a fresh process; resumes."""
+    """Measure every cell of the chosen experiments, each in a fresh process; resumes.
+
+    Exit status: 0 when every cell ended ok, invalid or not run (each with its reason); 1 when
+    cells failed (their logs are named; a re-run retries them); 2 for bad input, found before
+    any cell starts; 130 when interrupted (finished cells are kept).
+    """
     from rich.console import Console
 
     from toolkit import pipeline
@@ -163,7 +168,15 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
         runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,
         console=console, runner_options={"cpuset": cpuset or None, "memory_limit": memory or None,
                                          "gpus": gpus})
-    console.print(f"run {store.run_id}: {summary.line()}")
+    console.print(f"run {store.run_id}: {summary.line()}", markup=False, highlight=False)
+    for line in summary.grouped():
+        console.print(f"  {line}", markup=False, highlight=False)
+    if summary.failed:
+        logs = [str(path) for path in summary.failed_logs if path.is_file()]
+        shown = ", ".join(logs[:3]) + (f" and {len(logs) - 3} more in {store.logs_dir}"
+                                       if len(logs) > 3 else "")
+        raise Exit(f"{summary.failed} cell(s) failed (logs: {shown or store.logs_dir}); run the "
+                   "same command again to retry them", code=1)
 
 
 @task(help={"run_id": "the run to render (default: the latest)",

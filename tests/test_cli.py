@@ -24,6 +24,17 @@ from toolkit.results import record_values
     (["report", "--run-id", "missing"], "no run 'missing' in"),
     (["run", "--data", "/no/such/dir"], "EDGEREPRO_DATA: no directory '/no/such/dir' (the "
                                         "folder holding cifar-10-python.tar.gz"),
+    (["run", "--runner", "docker", "--memory", "lots"],
+     "--memory 'lots' is not a size; write a number with b, k, m or g, e.g. 512m or 2g"),
+    (["run", "--memory", "1k"], "--memory '1k' is below Docker's minimum of 6m"),
+    (["run", "--runner", "host", "--memory", "2g"],
+     "--memory applies to cell containers, but cells would run as host processes (--runner "
+     "host); drop --memory or use --runner docker"),
+    (["run", "--runner", "host", "--gpus"], "--gpus applies to cell containers"),
+    (["run", "--cpuset", "0-x"], "cpuset '0-x' is malformed; write CPUs like 0-1,3"),
+    (["run", "--cpuset", "0-4095"], "cpuset '0-4095' names CPUs this machine does not have"),
+    (["run", "--hosts", "nosuch"], "unknown device 'nosuch' in fleet.toml (not found); valid:"),
+    (["run", "--hosts", "local", "--memory", "lots"], "--memory 'lots' is not a size"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(invoke_cmd, tmp_path, args, expected):
     done = invoke_cmd(*args, results=tmp_path)
@@ -31,6 +42,44 @@ def test_bad_input_gives_one_line_and_exit_2(invoke_cmd, tmp_path, args, expecte
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_corrupt_data_set_is_one_line_before_any_cell(invoke_cmd, tmp_path):
+    """The paper profiles read CIFAR-10: a wrong archive stops the run before its first cell,
+    with nothing recorded."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar-10-python.tar.gz").write_bytes(b"not the CIFAR-10 archive" * 100)
+    results = tmp_path / "results"
+    done = invoke_cmd("run", "--profile", "paper", "--runner", "host", "--data", str(data),
+                      results=results)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cifar10:" in lines[0] and "is corrupt or not the original (MD5" \
+        in lines[0], done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not results.exists() or not any(results.glob("*/manifest.json"))
+
+
+@pytest.mark.slow
+def test_failed_cells_exit_1_and_say_their_reason_once(invoke_cmd, tmp_path):
+    """A run whose cells failed exits 1 (not 2, a user error), says the shared reason once with
+    the count and the cells, and names the failed cells' logs; a re-run retries them."""
+    spec = tmp_path / "timeout.toml"
+    spec.write_text(TINY_SPEC.read_text().replace("[settings]\n",
+                                                  "[settings]\ntimeout_seconds = 0.01\n"))
+    done = invoke_cmd("run", "--experiment", str(spec), "--runner", "host",
+                      results=tmp_path / "results")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("timed out after") == 2, done.stderr  # first cell, then the group
+    assert done.stderr.count("same reason as above") == 3, done.stderr
+    assert "failed x4: timed out after 0 s (vgg11 uniform 0.125" in done.stderr, done.stderr
+    assert "4 cell(s) failed (logs: " in done.stderr and ".log" in done.stderr, done.stderr
+    again = invoke_cmd("run", "--experiment", str(spec), "--runner", "host",
+                       results=tmp_path / "results")
+    assert again.returncode == 1 and "resuming run" in again.stderr, again.stderr
+    assert again.stderr.count("[failed]") == 4, again.stderr
 
 
 def test_every_task_explains_itself(invoke_cmd):

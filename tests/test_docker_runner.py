@@ -124,6 +124,19 @@ def test_a_run_over_a_memory_limit_records_oom_kills_and_completes(invoke_cmd, b
     assert len(cells) == 4  # every cell has its outcome; the run went on past the kills
     reasons = [cell["reason"] for cell in cells.values() if cell["status"] == "failed"]
     assert any("OOM-killed" in reason for reason in reasons), reasons
+    assert done.returncode == 1, done.stderr  # failed cells: non-zero, not a user error (2)
+
+
+def test_gpus_without_an_nvidia_runtime_is_one_line_before_any_cell(invoke_cmd, built, client,
+                                                                    tmp_path):
+    if "nvidia" in (client.info().get("Runtimes") or {}):
+        pytest.skip("this engine has the NVIDIA runtime")
+    done = invoke_cmd("run", "--experiment", str(TINY_SPEC), "--runner", "docker", "--gpus",
+                      results=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--gpus: the Docker engine has no NVIDIA runtime" in lines[0]
+    assert not _cells(tmp_path)
 
 
 def test_bench_records_the_container_overhead(invoke_cmd, built, tmp_path):

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from toolkit import preflight
 from toolkit.device.errors import UserError
 from toolkit.environment import describe_host
 from toolkit.environment import device_type as describe_device_type
@@ -57,15 +58,26 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
         raise UserError(f"unknown runner '{name}'; valid: {', '.join(RUNNERS)}")
     cpuset = (options or {}).get("cpuset")
     host = HostRunner(cpus=parse_cpuset(cpuset) if cpuset else None)
+    container_only = preflight.container_only_options(options or {})
+
+    def host_runner(note: str) -> tuple[Any, str]:
+        if container_only:  # a limit the user asked for would silently not apply
+            why = note.split(":")[0] if note else "--runner host"
+            flags = " and ".join(container_only)
+            verb = "applies" if len(container_only) == 1 else "apply"
+            raise UserError(f"{flags} {verb} to cell containers, but cells would run as host "
+                            f"processes ({why}); drop {flags} or use --runner docker")
+        return host, note
+
     if name == "host":
-        return host, ""
+        return host_runner("")
     from toolkit import images
     from toolkit.runners.docker_runner import DockerRunner, docker_client
 
     if name == "auto":
         client = images.engine_or_none()
         if client is None:
-            return host, "no Docker engine answers: cells ran as host processes"
+            return host_runner("no Docker engine answers: cells ran as host processes")
     else:
         client = docker_client()
     matrix = images.load()
@@ -75,8 +87,10 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
     if problems:
         if name == "docker":
             raise UserError(f"{'; '.join(problems)}: run `invoke build` first")
-        return host, (f"{'; '.join(problems)} (run invoke build): cells ran as host "
-                              "processes")
+        return host_runner(f"{'; '.join(problems)} (run invoke build): cells ran as host "
+                           "processes")
+    if (options or {}).get("gpus"):
+        preflight.check_gpus(client)
 
     def image_for(framework: str) -> str:
         # Jobs that only need Python (self-tests) run in the smallest image.
@@ -138,8 +152,10 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
         console: Console, runner_options: dict[str, Any] | None = None,
         ) -> tuple[RunStore, RunSummary]:
     resolved, cells = select(experiments, profile, overrides)
+    preflight.check_runner_options(runner_options or {})
     frameworks = sorted({cell.coords["framework"] for cell in cells if cell.kind != "peak"})
     runner, note = choose_runner(runner_name, results_root, frameworks, runner_options)
+    preflight.check_datasets(cells)
     if note:
         console.print(f"note: {note}")
     if getattr(runner, "orphans_removed", None):

@@ -37,15 +37,41 @@ class EngineLost(Exception):
 class RunSummary:
     counts: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    # (status, reason) -> labels of the cells that ended so, for cells that were not ok:
+    # a reason shared by many cells is said once, with its count and cells.
+    reasons: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    failed_logs: list[Path] = field(default_factory=list)
 
-    def add(self, status: str) -> None:
+    def add(self, status: str, label: str = "", reason: str = "") -> bool:
+        """Count a cell; True when its (status, reason) is new in this run."""
         self.counts[status] = self.counts.get(status, 0) + 1
+        if status == "ok":
+            return True
+        labels = self.reasons.setdefault((status, reason), [])
+        labels.append(label)
+        return len(labels) == 1
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("failed", 0)
 
     def line(self) -> str:
         parts = [f"{n} {status}" for status, n in sorted(self.counts.items())]
         if self.skipped:
             parts.append(f"{self.skipped} already done")
         return ", ".join(parts) or "nothing to do"
+
+    def grouped(self, shown: int = 4) -> list[str]:
+        """One line per distinct reason, failures first: status, count, reason, some cells."""
+        order = {"failed": 0, "invalid": 1, "not run": 2}
+        lines = []
+        for (status, reason), labels in sorted(self.reasons.items(),
+                                               key=lambda item: (order.get(item[0][0], 3),
+                                                                 -len(item[1]))):
+            cells = ", ".join(labels[:shown]) + (f" and {len(labels) - shown} more"
+                                                 if len(labels) > shown else "")
+            lines.append(f"{status} x{len(labels)}: {reason} ({cells})")
+        return lines
 
 
 def analytic_records(settings: dict[str, Any]) -> list[tuple[str, float, str]]:
@@ -195,8 +221,11 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
                     reason = f"runner error: {type(error).__name__}: {error}"
             payload = _payload(cell, runner, started_at, settings, prepared, outcome, reason)
             store.record_cell(payload)
-            summary.add(payload["status"])
-            progress.console.print(f"{prefix}[{payload['status']}] {cell.label()}: "
-                                   f"{_summary_line(payload)}", markup=False, highlight=False)
+            first = summary.add(payload["status"], cell.label(), payload.get("reason") or "")
+            line = _summary_line(payload) if first else "same reason as above"
+            if payload["status"] == "failed":
+                summary.failed_logs.append(store.logs_dir / f"{cell.id}.log")
+            progress.console.print(f"{prefix}[{payload['status']}] {cell.label()}: {line}",
+                                   markup=False, highlight=False)
             progress.update(task, advance=1, status=summary.line())
     return summary

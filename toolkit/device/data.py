@@ -188,6 +188,22 @@ def load_cifar(name: str, root: Optional[str] = None) -> DataSet:
             where=directory or "(no directory)", url=CIFAR_URL, env=DATA_ENV))
 
 
+def verify_cifar(name: str, root: Optional[str] = None) -> DataSet:
+    """load_cifar, then the shapes and labels the trainers rely on: a run checks every CIFAR set
+    it needs this way before its first cell, so a bad set is one line, not a failed cell each."""
+    dataset = load_cifar(name, root)
+    info = _CIFAR[name]
+    for split, x, y in (("train", dataset.x_train, dataset.y_train),
+                        ("test", dataset.x_test, dataset.y_test)):
+        if x.ndim != 4 or x.shape[1:] != (3, 32, 32) or len(x) != len(y) or not len(y):
+            raise UserError("{}: the {} split has shape {} with {} labels; expected N x 3 x 32 "
+                            "x 32 images and N labels".format(name, split, x.shape, len(y)))
+        if y.min() < 0 or y.max() >= info["classes"]:
+            raise UserError("{}: the {} split has labels outside 0..{}".format(
+                name, split, info["classes"] - 1))
+    return dataset
+
+
 def _read_folder(folder: str, info) -> Tuple[Optional[Dict[str, bytes]], str]:
     files = info["train"] + info["test"] + [info["meta"]]
     blobs = {}

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from toolkit import images, pipeline
+from toolkit import images, pipeline, preflight
 from toolkit.device.errors import UserError
 from toolkit.environment import describe_host
 from toolkit.experiments.cells import Cell
@@ -229,10 +229,12 @@ def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[
         ) -> tuple[fleets.FleetRun, list[DeviceOutcome]]:
     """Measure the selection on every named device in parallel; an outcome per device."""
     resolved, cells = pipeline.select(experiments, profile, overrides)
+    preflight.check_runner_options(runner_options or {})
     frameworks = sorted({cell.coords["framework"] for cell in cells if cell.kind != "peak"})
     matrix = images.load()
     source = inventory_path(inventory)
     devices = choose(load(source, list(matrix.platforms)), hosts, source)
+    preflight.check_datasets(cells)
     selection = pipeline.selection_of(resolved, profile, overrides)
     fleet = fleets.open_or_create(results_root, run_id, new, selection,
                                   [device.name for device in devices], console)
