@@ -55,6 +55,15 @@ class Adapter(object):
         is documented for explicit-quantization networks only)."""
         return "kernel_tensor" if self.version >= (8, 5, 0) else "im2col"
 
+    def conv_mode_problem(self, conv_mode):
+        # type: (Optional[str]) -> Optional[str]
+        """Why a requested conv_mode cannot be built by this version, or None."""
+        if conv_mode == "kernel_tensor" and self.version < (8, 5, 0):
+            return ("conv_mode 'kernel_tensor' needs TensorRT >= 8.5 (on {} a convolution's "
+                    "kernel input is valid only in explicit quantization with a constant "
+                    "kernel); use 'im2col'".format(".".join(map(str, self.version))))
+        return None
+
     # -- dtypes ---------------------------------------------------------------------------------
     def dtype(self, name):
         # type: (str) -> Any
@@ -65,6 +74,19 @@ class Adapter(object):
     def numpy_dtype(name):
         # type: (str) -> Any
         return {"float32": np.float32, "float16": np.float16, "bool": np.bool_}[name]
+
+    def to_numpy(self, data_type):
+        # type: (Any) -> Any
+        """The numpy dtype of a tensorrt.DataType. Not trt.nptype: TensorRT 8.5.2's maps bool to
+        np.bool, which numpy 1.24 (JetPack 5's) removed (NVIDIA/TensorRT issues 2557, 2701)."""
+        trt = self.trt
+        names = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+                 "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8, "FP8": np.uint8,
+                 "BF16": np.uint16}  # no numpy bf16/fp8: their raw bits
+        for name, dtype in names.items():
+            if hasattr(trt.DataType, name) and data_type == getattr(trt.DataType, name):
+                return np.dtype(dtype)
+        raise TypeError("no numpy dtype for TensorRT {}".format(data_type))
 
     def weights(self, array):
         # type: (Any) -> Any
@@ -165,13 +187,13 @@ class Adapter(object):
                 out.append({"name": name,
                             "input": engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
                             "shape": tuple(engine.get_tensor_shape(name)),
-                            "dtype": np.dtype(trt.nptype(engine.get_tensor_dtype(name)))})
+                            "dtype": self.to_numpy(engine.get_tensor_dtype(name))})
         else:
             for i in range(engine.num_bindings):
                 out.append({"name": engine.get_binding_name(i),
                             "input": engine.binding_is_input(i),
                             "shape": tuple(engine.get_binding_shape(i)),
-                            "dtype": np.dtype(trt.nptype(engine.get_binding_dtype(i)))})
+                            "dtype": self.to_numpy(engine.get_binding_dtype(i))})
         return out
 
     def executor(self, engine, context):

@@ -52,6 +52,67 @@ def _summary_records(prefix, values):
             if key not in ("n", "cv", "rcv")]
 
 
+def _measure(session, adapter, probe, settings, batch, protocol):
+    # type: (Any, Any, Any, Dict[str, Any], int, Any) -> Dict[str, Any]
+    """Context, buffers, the first run and the sampled runs of one engine; only plain values
+    leave it (session.close() releases what it created)."""
+    cuda, engine = session.cuda, session.engine
+    started = time.perf_counter()
+    context = session.create_context()
+    context_create = time.perf_counter() - started
+    probe.mark("context")
+    io = adapter.io_tensors(engine)
+    inputs = [t for t in io if t["input"]]
+    if len(inputs) != 1:
+        raise ValueError("expected one input, the engine has {}".format(len(inputs)))
+    shape = [batch] + [int(d) for d in settings["input_shape"]]
+    if any(d < 0 for d in inputs[0]["shape"]):
+        adapter.set_input_shape(engine, context, inputs[0]["name"], shape)
+    io = adapter.context_io(engine, context)
+    del context  # the session holds it
+    buffers = session.allocate(io)
+    probe.mark("buffers")
+    stream, execute = session.stream, session.execute
+    in_name = inputs[0]["name"]
+    out_names = [t["name"] for t in io if not t["input"]]
+    rng = np.random.Generator(np.random.PCG64(int(settings.get("seed", 0))))
+    host_in = buffers.pinned(in_name)
+    np.copyto(host_in, rng.standard_normal(host_in.shape).astype(host_in.dtype))
+    for name in out_names:
+        buffers.pinned(name)
+    addresses = buffers.addresses()
+    events = [cuda.Event() for _ in range(4)]
+    parts = {"h2d": [], "compute": [], "d2h": [], "enqueue": []}  # type: Dict[str, List[float]]
+
+    def infer():
+        events[0].record(stream)
+        cuda.memcpy_htod_async(buffers.device[in_name], host_in, stream)
+        events[1].record(stream)
+        t0 = time.perf_counter()
+        execute(addresses, stream.handle)
+        parts["enqueue"].append(time.perf_counter() - t0)
+        events[2].record(stream)
+        for name in out_names:
+            cuda.memcpy_dtoh_async(buffers.host[name], buffers.device[name], stream)
+        events[3].record(stream)
+        stream.synchronize()
+        parts["h2d"].append(events[1].time_since(events[0]) / 1000.0)
+        parts["compute"].append(events[2].time_since(events[1]) / 1000.0)
+        parts["d2h"].append(events[3].time_since(events[2]) / 1000.0)
+
+    started = time.perf_counter()
+    infer()
+    first_run = time.perf_counter() - started
+    for values in parts.values():
+        del values[:]
+    timing = sample(infer, protocol)
+    probe.mark("after_runs")
+    warm = int(timing["warmup_count"])
+    return {"timing": timing, "first_run": first_run, "context_create": context_create,
+            "engine_info": adapter.engine_memory(engine), "io": io,
+            "parts": {k: v[warm:] for k, v in parts.items()}}  # warm-up iterations dropped
+
+
 def run(job):
     # type: (Dict[str, Any]) -> Dict[str, Any]
     trt, cuda = runtime.require_stack()
@@ -83,64 +144,17 @@ def run(job):
                                     workspace))
         probe = runtime.MemoryProbe(cuda, gpu["integrated"])
         started = time.perf_counter()
-        engine = adapter.deserialize(trt.Runtime(logger), plan)
-        deserialize = time.perf_counter() - started
-        probe.mark("engine")
-        started = time.perf_counter()
-        context = engine.create_execution_context()
-        context_create = time.perf_counter() - started
-        probe.mark("context")
-        io = adapter.io_tensors(engine)
-        inputs = [t for t in io if t["input"]]
-        if len(inputs) != 1:
-            raise ValueError("expected one input, the engine has {}".format(len(inputs)))
-        shape = [batch] + [int(d) for d in settings["input_shape"]]
-        if any(d < 0 for d in inputs[0]["shape"]):
-            adapter.set_input_shape(engine, context, inputs[0]["name"], shape)
-        io = adapter.context_io(engine, context)
-        buffers = runtime.Buffers(cuda, io)
-        probe.mark("buffers")
-        stream = cuda.Stream()
-        execute = adapter.executor(engine, context)
-        in_name = inputs[0]["name"]
-        out_names = [t["name"] for t in io if not t["input"]]
-        rng = np.random.Generator(np.random.PCG64(int(settings.get("seed", 0))))
-        host_in = buffers.pinned(in_name)
-        np.copyto(host_in, rng.standard_normal(host_in.shape).astype(host_in.dtype))
-        for name in out_names:
-            buffers.pinned(name)
-        addresses = buffers.addresses()
-        events = [cuda.Event() for _ in range(4)]
-        parts = {"h2d": [], "compute": [], "d2h": [], "enqueue": []}  # type: Dict[str, List[float]]
-
-        def infer():
-            events[0].record(stream)
-            cuda.memcpy_htod_async(buffers.device[in_name], host_in, stream)
-            events[1].record(stream)
-            t0 = time.perf_counter()
-            execute(addresses, stream.handle)
-            parts["enqueue"].append(time.perf_counter() - t0)
-            events[2].record(stream)
-            for name in out_names:
-                cuda.memcpy_dtoh_async(buffers.host[name], buffers.device[name], stream)
-            events[3].record(stream)
-            stream.synchronize()
-            parts["h2d"].append(events[1].time_since(events[0]) / 1000.0)
-            parts["compute"].append(events[2].time_since(events[1]) / 1000.0)
-            parts["d2h"].append(events[3].time_since(events[2]) / 1000.0)
-
-        started = time.perf_counter()
-        infer()
-        first_run = time.perf_counter() - started
-        for values in parts.values():
-            del values[:]
-        timing = sample(infer, protocol)
-        probe.mark("after_runs")
-        engine_info = adapter.engine_memory(engine)
-        warm = int(timing["warmup_count"])
-        measured = {k: v[warm:] for k, v in parts.items()}  # drop the warm-up iterations
-        buffers.free()
+        session = runtime.EngineSession(trt, cuda, adapter, logger, plan)
+        try:
+            deserialize = time.perf_counter() - started
+            probe.mark("engine")
+            result = _measure(session, adapter, probe, settings, batch, protocol)
+        finally:
+            session.close()  # while the CUDA context is current
     rss_peak = memory.peak_rss_bytes()
+    timing, first_run, context_create, engine_info, io, measured = (
+        result[k] for k in ("timing", "first_run", "context_create", "engine_info", "io",
+                            "parts"))
 
     latency, invalid = latency_records(timing["samples"], batch, protocol)
     records = [("engine_build", build_seconds, "s"), ("engine_from_cache", float(from_cache),

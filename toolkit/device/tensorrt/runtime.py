@@ -5,10 +5,12 @@ tensorrt and pycuda are imported only inside require_stack(); every other functi
 modules it needs. A host without them gets NotRun("... not installed"), a host without a GPU
 NotRun("no CUDA GPU ...").
 """
+import gc
 import hashlib
 import json
 import os
 import time
+import traceback
 
 from toolkit.device.results import NotRun
 
@@ -45,7 +47,14 @@ class CudaContext(object):
         self.context = self.device.make_context()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        # TensorRT and CUDA objects must be gone before their context is popped (else
+        # "defaultAllocator deallocate ... invalid argument" or a core dump: NVIDIA/TensorRT
+        # 1632, 2052; inducer/pycuda 460). On an error, the frames the exception left hold
+        # them: clear those frames first.
+        if tb is not None:
+            traceback.clear_frames(tb)
+        gc.collect()
         self.context.pop()
         self.context = None
         return False
@@ -168,6 +177,48 @@ class Buffers(object):
         for alloc in self.device.values():
             alloc.free()
         self.device = {}
+
+
+class EngineSession(object):
+    """A deserialized engine with its runtime, execution context, I/O buffers and stream.
+
+    close() releases them in dependency order (execution context, device memory, engine,
+    runtime) and must run while the CUDA context is current: callers use try/finally inside
+    `with CudaContext(...)`."""
+
+    def __init__(self, trt, cuda, adapter, logger, plan):
+        self.cuda, self.adapter = cuda, adapter
+        self.runtime = trt.Runtime(logger)  # must outlive its engines
+        self.engine = adapter.deserialize(self.runtime, plan)
+        self.context = None  # type: Any
+        self.buffers = None  # type: Optional[Buffers]
+        self.stream = None  # type: Any
+        self.execute = None  # type: Any
+
+    def create_context(self):
+        # type: () -> Any
+        self.context = self.engine.create_execution_context()
+        return self.context
+
+    def allocate(self, io):
+        # type: (List[Dict[str, Any]]) -> Buffers
+        """Device buffers for `io`, a stream, and the executor bound to them."""
+        self.buffers = Buffers(self.cuda, io)
+        self.stream = self.cuda.Stream()
+        self.execute = self.adapter.executor(self.engine, self.context)
+        return self.buffers
+
+    def close(self):
+        self.execute = None
+        self.stream = None
+        self.context = None
+        if self.buffers is not None:
+            self.buffers.free()
+            self.buffers.host = {}
+            self.buffers = None
+        self.engine = None
+        self.runtime = None
+        gc.collect()
 
 
 class EventTimer(object):

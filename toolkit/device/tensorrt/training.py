@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from toolkit.device.measure import memory
-from toolkit.device.measure.sampling import Protocol, sample
+from toolkit.device.measure.sampling import Protocol
 from toolkit.device.measure.stats import summarize
 from toolkit.device.results import NotRun, memory_records
 from toolkit.device.tensorrt import emitter, runtime
@@ -91,6 +91,9 @@ def check_cell(adapter, coords, settings, has_fast_fp16):
     if settings.get("strongly_typed") and not adapter.has_strong_typing:
         raise NotRun("strongly typed networks need TensorRT >= 10, this is {}".format(
             ".".join(map(str, adapter.version))))
+    problem = adapter.conv_mode_problem(settings.get("conv_mode"))
+    if problem:
+        raise NotRun(problem)
 
 
 def build_plan(trt, adapter, logger, graph, precision, workspace, strongly_typed, conv_mode):
@@ -107,18 +110,15 @@ def build_plan(trt, adapter, logger, graph, precision, workspace, strongly_typed
 
 
 class TrtTrainer(object):
-    """Engine, context, buffers and the step: `step(x, onehot)` -> loss (float)."""
+    """Engine, context, buffers and the step: `step(x, onehot)` -> loss (float). close() (inside
+    the CUDA context) releases every TensorRT and CUDA object it holds."""
 
     def __init__(self, trt, cuda, adapter, plan, graph, state, lr):
-        self.trt, self.cuda, self.adapter, self.graph = trt, cuda, adapter, graph
-        logger = runtime.make_logger(trt)
-        self.runtime = trt.Runtime(logger)
-        self.engine = adapter.deserialize(self.runtime, plan)
-        self.context = self.engine.create_execution_context()
-        io = adapter.io_tensors(self.engine)
-        self.buffers = runtime.Buffers(cuda, io)
-        self.stream = cuda.Stream()
-        self.execute = adapter.executor(self.engine, self.context)
+        self.graph = graph
+        self.session = runtime.EngineSession(trt, cuda, adapter, runtime.make_logger(trt), plan)
+        self.engine = self.session.engine
+        self.session.create_context()
+        self.buffers = self.session.allocate(adapter.io_tensors(self.engine))
         self.pairs = graph.meta["state"]
         for name, value in state.items():
             self.buffers.upload(name, value)
@@ -131,11 +131,12 @@ class TrtTrainer(object):
 
     def step(self, x, onehot):
         # type: (Any, Any) -> float
-        stream, buffers = self.stream, self.buffers
+        session, buffers = self.session, self.buffers
+        stream = session.stream
         buffers.upload("x", x, stream)
         buffers.upload("onehot", onehot, stream)
         self.timer.begin(stream)
-        self.execute(buffers.addresses(), stream.handle)
+        session.execute(buffers.addresses(), stream.handle)
         self.timer.finish(stream)
         loss = buffers.download("loss", stream)
         stream.synchronize()
@@ -149,7 +150,9 @@ class TrtTrainer(object):
         return {name: self.buffers.download(name).copy() for name, _ in self.pairs}
 
     def close(self):
-        self.buffers.free()
+        self.timer = None
+        self.engine = self.buffers = None
+        self.session.close()
 
 
 def run(job):
@@ -198,40 +201,19 @@ def run(job):
         started = time.perf_counter()
         trainer = TrtTrainer(trt, cuda, adapter, plan, graph,
                              ref.initial_state(graph, params), opt["lr"])
-        load_seconds = time.perf_counter() - started
-        probe.mark("engine_and_buffers")
-        engine_info = adapter.engine_memory(trainer.engine)
-        common.progress("tensorrt {} {} {} freeze={} batch={} epochs={}".format(
-            trt.__version__, cfg.model, precision, cfg.freeze, cfg.batch, epochs))
-        onehot = lambda y: ref.one_hot(y, cfg.classes)  # noqa: E731
-        if epochs == 0:
-            batches = [(x, onehot(y)) for x, y in common.fixed_batches(
-                dataset, cfg.batch, int(settings.get("distinct_batches", 4)), seed)]
-            started = time.perf_counter()
-            losses = [trainer.step(*batches[0])]
-            first_step = time.perf_counter() - started
-            position = [1]
-
-            def one_step():
-                x, y = batches[position[0] % len(batches)]
-                position[0] += 1
-                losses.append(trainer.step(x, y))
-
-            timing = sample(one_step, protocol)
-            samples = timing.pop("samples")
-        else:
-            stream = ((x, onehot(y)) for x, y in common.epoch_batches(
-                dataset, cfg.batch, epochs, seed, bool(settings.get("augment", False))))
-            first = next(stream)
-            started = time.perf_counter()
-            losses = [trainer.step(*first)]
-            first_step = time.perf_counter() - started
-            timing = common.timed_loop(trainer.step, stream, protocol, settings.get("max_steps"))
-            losses += timing.pop("outputs")
-            samples = timing.pop("samples")
-        probe.mark("after_steps")
-        gpu_times = trainer.gpu_times[-len(samples):]
-        trainer.close()
+        try:
+            load_seconds = time.perf_counter() - started
+            probe.mark("engine_and_buffers")
+            engine_info = adapter.engine_memory(trainer.engine)
+            common.progress("tensorrt {} {} {} freeze={} batch={} epochs={}".format(
+                trt.__version__, cfg.model, precision, cfg.freeze, cfg.batch, epochs))
+            losses, first_step, samples, timing = common.timed_training(
+                trainer.step, dataset, cfg.batch, epochs, seed, settings, protocol,
+                prepare=lambda x, y: (x, ref.one_hot(y, cfg.classes)))
+            probe.mark("after_steps")
+            gpu_times = trainer.gpu_times[-len(samples):]
+        finally:
+            trainer.close()  # while the CUDA context is current
     rss_peak = memory.peak_rss_bytes()
 
     train_size = int(settings.get("train_size", len(dataset.y_train)))

@@ -122,7 +122,8 @@ def timed_loop(step, batches, protocol, max_steps=None, clock=time.perf_counter)
     # type: (Callable[[Any, Any], Any], Iterable[Tuple[Any, Any]], Any, Optional[int], Any) -> Dict[str, Any]
     """Run `step(x, y)` over every batch (a training run), timing each call alone; the first
     protocol.warmup_count steps are warm-up. Returns samples, warm-up accounting and the step
-    outputs (losses)."""
+    outputs (losses). max_steps None or 0 (the spec default) means no cap."""
+    max_steps = max_steps or None
     times, outputs = [], []
     started = clock()
     for x, y in batches:
@@ -168,8 +169,7 @@ def timed_training(step, dataset, batch, epochs, seed, settings, protocol,
         started = time.perf_counter()
         losses = [step(*first)]
         first_step = time.perf_counter() - started
-        # max_steps 0 (the spec default) means no cap
-        timing = timed_loop(step, stream, protocol, settings.get("max_steps") or None)
+        timing = timed_loop(step, stream, protocol, settings.get("max_steps"))
         losses += timing.pop("outputs")
     samples = timing.pop("samples")
     return [float(v) for v in losses], first_step, samples, timing
