@@ -26,8 +26,28 @@ float16 = _DataType("HALF", np.float16)
 bool_ = _DataType("BOOL", np.bool_)
 
 
+class _EnumValue(object):
+    """A member of a stand-in enum: typed like TensorRT's (not a string), so a layer method
+    given the wrong enum, or a string, fails as it would with TensorRT."""
+
+    def __init__(self, enum, name):
+        self.enum, self.name = enum, name
+
+    def __repr__(self):
+        return "{}.{}".format(self.enum, self.name)
+
+
 def _enum(name, members):
-    return type(name, (), {m: "{}.{}".format(name, m) for m in members})
+    cls = type(name, (), {})
+    for member in members:
+        setattr(cls, member, _EnumValue(name, member))
+    return cls
+
+
+def _check_enum(value, enum):
+    if not (isinstance(value, _EnumValue) and value.enum == enum):
+        raise TypeError("expected a tensorrt.{} member, got {!r}".format(enum, value))
+    return value
 
 
 class Weights(object):
@@ -118,9 +138,8 @@ class FakeNetwork(object):
     def __init__(self, strongly_typed=False, has_cast=True):
         self.strongly_typed = strongly_typed
         self.layers, self.inputs, self.outputs = [], [], []
-        if not has_cast:
-            self.add_cast = None
-            del self.add_cast
+        if has_cast:  # absent before 8.6, as in TensorRT (hasattr selects the fallback)
+            self.add_cast = self._add_cast
 
     # -- API --------------------------------------------------------------------------------------
     def _layer(self, kind, inputs, **params):
@@ -150,19 +169,23 @@ class FakeNetwork(object):
                            kernel_shape=tuple(kernel_shape), kernel=kernel, bias=bias)
 
     def add_matrix_multiply(self, input0, op0, input1, op1):
-        return self._layer("matrix_multiply", [input0, input1], op0=op0, op1=op1)
+        return self._layer("matrix_multiply", [input0, input1],
+                           op0=_check_enum(op0, "MatrixOperation"),
+                           op1=_check_enum(op1, "MatrixOperation"))
 
     def add_elementwise(self, input1, input2, op):
-        return self._layer("elementwise", [input1, input2], op=op)
+        return self._layer("elementwise", [input1, input2],
+                           op=_check_enum(op, "ElementWiseOperation"))
 
     def add_unary(self, input, op):
-        return self._layer("unary", [input], op=op)
+        return self._layer("unary", [input], op=_check_enum(op, "UnaryOperation"))
 
     def add_activation(self, input, type):
-        return self._layer("activation", [input], type=type)
+        return self._layer("activation", [input], type=_check_enum(type, "ActivationType"))
 
     def add_pooling_nd(self, input, type, window_size):
-        return self._layer("pooling", [input], type=type, window=tuple(window_size))
+        return self._layer("pooling", [input], type=_check_enum(type, "PoolingType"),
+                           window=tuple(window_size))
 
     def add_select(self, condition, then_input, else_input):
         return self._layer("select", [condition, then_input, else_input])
@@ -178,7 +201,8 @@ class FakeNetwork(object):
         return self._layer("padding", [input], pre=tuple(pre_padding), post=tuple(post_padding))
 
     def add_reduce(self, input, op, axes, keep_dims):
-        return self._layer("reduce", [input], op=op, axes=axes, keep=keep_dims)
+        return self._layer("reduce", [input], op=_check_enum(op, "ReduceOperation"), axes=axes,
+                           keep=keep_dims)
 
     def add_softmax(self, input):
         return self._layer("softmax", [input])
@@ -192,7 +216,7 @@ class FakeNetwork(object):
     def add_identity(self, input):
         return self._layer("identity", [input])
 
-    def add_cast(self, input, to_type):
+    def _add_cast(self, input, to_type):
         return self._layer("cast", [input], to=to_type)
 
     # -- shape and type inference ------------------------------------------------------------------
@@ -244,13 +268,13 @@ class FakeNetwork(object):
         if k == "matrix_multiply":
             a, b = shapes
             assert len(a) == len(b) == 2
-            a = a[::-1] if p["op0"].endswith("TRANSPOSE") else a
-            b = b[::-1] if p["op1"].endswith("TRANSPOSE") else b
+            a = a[::-1] if p["op0"].name == "TRANSPOSE" else a
+            b = b[::-1] if p["op1"].name == "TRANSPOSE" else b
             assert a[1] == b[0], "matmul inner dims {} {}".format(a, b)
             return (a[0], b[1]), dtype
         if k == "elementwise":
             out = _broadcast(shapes)
-            cmp = p["op"].endswith(("EQUAL", "GREATER", "LESS"))
+            cmp = p["op"].name in ("EQUAL", "GREATER", "LESS")
             return out, bool_ if cmp else dtype
         if k == "select":
             assert dtypes[0] is bool_, "select condition must be bool"
@@ -332,16 +356,16 @@ class FakeNetwork(object):
             return fn(args[0], w, tuple(layer.stride_nd), tuple(layer.pre_padding),
                       tuple(layer.post_padding))
         if k == "matrix_multiply":
-            a = args[0].T if p["op0"].endswith("TRANSPOSE") else args[0]
-            b = args[1].T if p["op1"].endswith("TRANSPOSE") else args[1]
+            a = args[0].T if p["op0"].name == "TRANSPOSE" else args[0]
+            b = args[1].T if p["op1"].name == "TRANSPOSE" else args[1]
             return a @ b
         if k == "elementwise":
             return {"SUM": np.add, "SUB": np.subtract, "PROD": np.multiply, "DIV": np.divide,
                     "MAX": np.maximum, "EQUAL": np.equal, "GREATER": np.greater}[
-                        p["op"].split(".")[-1]](args[0], args[1])
+                        p["op"].name](args[0], args[1])
         if k == "unary":
             return {"EXP": np.exp, "LOG": np.log, "SQRT": np.sqrt,
-                    "RECIP": lambda v: 1.0 / v}[p["op"].split(".")[-1]](args[0])
+                    "RECIP": lambda v: 1.0 / v}[p["op"].name](args[0])
         if k == "activation":
             return np.maximum(args[0], 0)
         if k == "pooling":
@@ -360,7 +384,7 @@ class FakeNetwork(object):
                                     (p["pre"][1], p["post"][1])))
         if k == "reduce":
             axes = tuple(i for i in range(args[0].ndim) if p["axes"] >> i & 1)
-            fn = {"SUM": np.sum, "AVG": np.mean, "MAX": np.max}[p["op"].split(".")[-1]]
+            fn = {"SUM": np.sum, "AVG": np.mean, "MAX": np.max}[p["op"].name]
             return fn(args[0], axis=axes, keepdims=p["keep"])
         if k == "softmax":
             axis = [i for i in range(args[0].ndim) if layer.axes >> i & 1]
@@ -385,6 +409,7 @@ class FakeNetwork(object):
 def make_trt(version="10.3.0"):
     """A module-like stand-in for `tensorrt` of the given version."""
     major = int(version.split(".")[0])
+    minor = tuple(int(v) for v in version.split(".")[:2])
     trt = types.SimpleNamespace()
     trt.__version__ = version
     trt.float32, trt.float16, trt.bool = float32, float16, bool_
@@ -396,8 +421,9 @@ def make_trt(version="10.3.0"):
     trt.ActivationType = _enum("ActivationType", ["RELU"])
     trt.PoolingType = _enum("PoolingType", ["MAX", "AVERAGE"])
     trt.MatrixOperation = _enum("MatrixOperation", ["NONE", "TRANSPOSE", "VECTOR"])
-    if major >= 10:
+    if minor >= (8, 5):  # 8.5 introduced InterpolationMode; 10 dropped ResizeMode
         trt.InterpolationMode = _enum("InterpolationMode", ["NEAREST", "LINEAR"])
+    if major >= 10:
         flags = ["EXPLICIT_BATCH", "STRONGLY_TYPED"]
     else:
         trt.ResizeMode = _enum("ResizeMode", ["NEAREST", "LINEAR"])
