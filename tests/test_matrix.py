@@ -45,7 +45,7 @@ def test_every_framework_is_pinned_or_says_why_not(platform, framework):
     for name, version in {**entry.packages, **entry.provided}.items():
         assert re.fullmatch(r"\d+(\.\d+)*((a|b|rc)\d+)?(\+[\w.]+)?", version), (name, version)
     for wheel in entry.wheels:  # not on PyPI: a URL, and a hash or the reason it is missing
-        assert wheel.url.endswith(".whl") and f"-{entry.packages[wheel.package]}-" in wheel.url
+        assert wheel.url.endswith(".whl") and f"-{entry.packages[wheel.package]}-" in wheel.filename
         assert re.fullmatch(r"[0-9a-f]{64}", wheel.sha256) or wheel.unverified
 
 
@@ -291,3 +291,84 @@ def test_build_without_an_engine_is_a_note_not_a_failure():
                           capture_output=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "images: skipped, no Docker engine answers" in done.stderr
+
+
+def _standin_wheel(folder: Path, file_version: str, metadata_version: str) -> Path:
+    """A pure-Python 'torch' wheel whose file name carries `file_version` and whose METADATA
+    says `metadata_version` (NVIDIA's JetPack 6 wheel: ...nv24.08.17622132 vs ...nv24.08)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist_info = f"torch-{metadata_version}.dist-info"
+    files = {"torch/__init__.py": f"__version__ = '{metadata_version}'\n",
+             f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: torch\n"
+                                      f"Version: {metadata_version}\n",
+             f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                   "Tag: py3-none-any\n"}
+
+    def entry(name: str, text: str) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
+        return f"{name},sha256={digest.rstrip(b'=').decode()},{len(text.encode())}\n"
+
+    record = "".join(entry(n, t) for n, t in files.items()) + f"{dist_info}/RECORD,,\n"
+    path = folder / f"torch-{file_version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in {**files, f"{dist_info}/RECORD": record}.items():
+            archive.writestr(name, text)
+    return path
+
+
+def _install(wheelhouse: Path, target: Path) -> subprocess.CompletedProcess:
+    """The build stage's pip install (wheels.install_arguments), run on the host."""
+    return subprocess.run([sys.executable, "-m", "pip", "install",
+                           *wheels.install_arguments(str(wheelhouse), str(target))],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_wheel_whose_name_and_metadata_disagree_installs_under_its_stored_name(tmp_path):
+    """JetPack 6's torch: pinned by its file name's version pip refuses it; stored under the
+    name its METADATA implies (matrix `store_as`) and pinned by that version, the build
+    stage's own install command installs it, hash-checked."""
+    long, short = "2.5.0a0+872d972e41.nv24.08.17622132", "2.5.0a0+872d972e41.nv24.08"
+    served = _standin_wheel(tmp_path, long, short)
+    digest = wheels.sha256(served)
+
+    as_served = tmp_path / "as-served"
+    as_served.mkdir()
+    shutil.copy(served, as_served / served.name)
+    (as_served / "requirements.txt").write_text(f"torch=={long} --hash=sha256:{digest}\n")
+    refused = _install(as_served, tmp_path / "site-refused")
+    # pip reads the METADATA version and finds no candidate for the pinned one.
+    assert refused.returncode != 0 and (f"Cannot install torch=={long}" in refused.stderr
+                                        or "inconsistent version" in refused.stderr), \
+        refused.stderr
+
+    text = MATRIX_TEXT
+    entry = matrix.load().framework("l4t-r36.4.0", "pytorch")
+    (wheel,) = entry.wheels
+    assert entry.packages["torch"] == short and wheel.filename == \
+        f"torch-{short}-cp310-cp310-linux_aarch64.whl" and long in wheel.url_filename
+    text = text.replace(wheel.url_filename, f"torch-{long}-py3-none-any.whl").replace(
+        wheel.filename, f"torch-{short}-py3-none-any.whl")
+    text = text.replace('sha256 = ""\nunverified = "sha256 not yet recorded: NVIDIA\'s download '
+                        'server is not reachable from the machine that wrote this entry"',
+                        f'sha256 = "{digest}"', 1)
+    (tmp_path / "matrix.toml").write_text(text)
+    loaded = matrix.load(tmp_path / "matrix.toml")
+    standin = loaded.framework("l4t-r36.4.0", "pytorch").wheels[0]
+    assert standin.sha256 == digest
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    wheels.fetch(served.as_uri(), house / standin.filename)  # what `invoke wheels` does
+    for name, version in wheels.pins(loaded, "l4t-r36.4.0", "pytorch").items():
+        if name != "torch":  # the rest of the closure: stand-ins, not installed here
+            (house / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(b"x")
+    wheels.record_hashes(loaded, "l4t-r36.4.0", "pytorch", house)
+    lines = wheels.requirements(loaded, "l4t-r36.4.0", "pytorch", house).splitlines()
+    (torch_line,) = [line for line in lines if line.startswith("torch==")]
+    assert torch_line == f"torch=={short} --hash=sha256:{digest}"
+    (house / "requirements.txt").write_text(torch_line + "\n")
+    done = _install(house, tmp_path / "site")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "site" / f"torch-{short}.dist-info").is_dir()

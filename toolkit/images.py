@@ -105,6 +105,7 @@ def render(matrix: Matrix, platform: str, framework: str, pip_wheel: str = "",
         platform=platform, framework=framework, entry_hash=matrix.entry_hash(platform, framework),
         base_ref=matrix.base_of(platform, framework).ref, pip_wheel=pip_wheel,
         ca_bundle=ca_bundle, site=SITE, lib=LIB, manifest=MANIFEST, uid=UID,
+        pip_install=" ".join(wheels.install_arguments(wheels.BUILD_WHEELHOUSE, SITE)),
         nvidia_runtime=chosen.nvidia_runtime,
         labels=image_labels if image_labels is not None else labels(matrix, platform, framework))
 

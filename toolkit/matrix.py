@@ -66,6 +66,9 @@ class Wheel(_Strict):
     url: Annotated[str, Field(pattern=r"^https://\S+\.whl$")]
     sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
     unverified: str = ""  # why sha256 is empty; the wheel is then trusted on first download
+    # The file name in the wheelhouse when the URL's disagrees with the wheel's METADATA version
+    # (pip refuses such a wheel whichever version a requirement names).
+    store_as: Annotated[str, Field(pattern=r"^[^/\s]+\.whl$")] | None = None
 
     @model_validator(mode="after")
     def _hash_or_reason(self) -> Wheel:
@@ -75,6 +78,11 @@ class Wheel(_Strict):
 
     @property
     def filename(self) -> str:
+        """Its name in the wheelhouse (what pip sees)."""
+        return self.store_as or self.url_filename
+
+    @property
+    def url_filename(self) -> str:
         return self.url.rsplit("/", 1)[1]
 
 

@@ -24,6 +24,17 @@ from toolkit.matrix import ARCHES, CONTAINERS, Matrix, canonical
 
 WHEELHOUSE = CONTAINERS / "wheelhouse"
 HASHES = "hashes.json"
+BUILD_WHEELHOUSE = "/tmp/build/wheelhouse"  # where the build stage sees the wheelhouse
+
+
+def install_arguments(wheelhouse: str, target: str) -> list[str]:
+    """`pip install`'s arguments in an image's build stage (containers/Dockerfile.common.j2
+    renders them; the tests run the very same command on the host): offline, the exact
+    closure, every file hash-checked."""
+    return ["--no-index", "--no-deps", "--require-hashes", "--no-cache-dir",
+            "--disable-pip-version-check", "--no-warn-script-location",
+            "--find-links", wheelhouse, "--target", target,
+            "--requirement", f"{wheelhouse}/requirements.txt"]
 
 
 def directory(platform: str, root: Path = WHEELHOUSE) -> Path:
@@ -87,6 +98,24 @@ def _download(arguments: list[str], folder: Path, what: str) -> None:
         raise UserError(f"pip download of {what} failed: {reason}")
 
 
+def fetch(url: str, path: Path) -> None:
+    """A wheel that is not on an index, fetched as a file (not through pip, which would check
+    its METADATA version against the URL's file name) and stored as `path`; sha256 is checked
+    afterwards like every wheel's."""
+    import urllib.error
+    import urllib.request
+
+    partial = path.with_name(path.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, OSError) as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"download of {url} failed: {getattr(error, 'reason', error)}") from None
+    partial.replace(path)
+
+
 def fill(matrix: Matrix, platform: str, framework: str, console: Console,
          root: Path = WHEELHOUSE, verify_later: bool = False) -> Path:
     """Download what is missing, check every hash (unless the caller does it next: the build
@@ -109,7 +138,7 @@ def fill(matrix: Matrix, platform: str, framework: str, console: Console,
     for name in missing:
         if name in by_url:
             console.print(f"wheels {platform}/{framework}: downloading {by_url[name].url}")
-            _download(target + [by_url[name].url], folder, by_url[name].url)
+            fetch(by_url[name].url, folder / by_url[name].filename)
     if missing or not verify_later:
         record_hashes(matrix, platform, framework, folder)
     return folder
