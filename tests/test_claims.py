@@ -100,3 +100,15 @@ def test_shipped_publications_load_and_cover_the_three_studies():
     claims = [c for p in publications for c in p.claims]
     assert len({c.id for c in claims}) == len(claims)
     assert all(c.statement and c.hardware is not None for c in claims)
+
+
+def test_gpu_cells_use_device_memory_not_rss():
+    """A TensorRT cell on a Jetson: its engine lives in nvmap-backed DRAM, outside its RSS; the
+    GPU claims' memory per parameter and accuracy per MB use the device-side figure."""
+    from toolkit.derived import metric_value
+
+    gpu = {"params": 1e6, "model_memory": 5e6, "gpu_memory_peak_delta": 40e6, "accuracy": 0.9}
+    cpu = {"params": 1e6, "model_memory": 5e6, "accuracy": 0.9}
+    assert metric_value(gpu, "memory_per_param") == pytest.approx(40.0)
+    assert metric_value(gpu, "accuracy_per_mb") == pytest.approx(0.9 / 40)
+    assert metric_value(cpu, "memory_per_param") == pytest.approx(5.0)

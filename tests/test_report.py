@@ -369,7 +369,7 @@ def test_charts_without_their_data_are_skipped_with_the_reason(run_dir: Path,
     paths = render_report(run_dir, out)
     md, html = paths["md"].read_text(), paths["html"].read_text()
     accuracy = (f"**{EXP}: accuracy vs runtime memory** skipped: no ok cell has both an "
-                "accuracy and a model memory record")
+                "accuracy and a runtime memory record")
     loss = f"**{TRAIN_EXP}: training loss per step** skipped: no ok training cell has 'loss'"
     assert accuracy in md and loss in md
     for text in (accuracy, loss):

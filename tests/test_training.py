@@ -157,6 +157,28 @@ def test_torch_not_run_reasons(device, precision, reason):
         torch_trainer.run(job_dict(device=device, precision=precision))
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision, freeze", [("fp32", 0), ("fp16", 0), ("fp16", 5)])
+def test_cuda_training_cells_record_device_memory(precision, freeze):
+    """On a GPU the cell's runtime memory is device-side (cudaMemGetInfo), not RSS: on a Jetson
+    CUDA allocations never show in the process's RSS."""
+    import torch
+
+    from toolkit import derived
+
+    if not torch.cuda.is_available():
+        pytest.skip(f"no CUDA GPU (torch {torch.__version__}, CUDA {torch.version.cuda})")
+    result = torch_trainer.run(job_dict(device="cuda", precision=precision, freeze=freeze,
+                                        widths=full_widths("vgg16"), batch=64,
+                                        data={"name": "synthetic", "n_train": 512,
+                                              "n_test": 64}))
+    values = {name: value for name, value, _ in result["records"]}
+    # VGG-16's fp32 weights alone are 59 MB; activations at batch 64 add more.
+    assert values["gpu_memory_peak_delta"] >= values["gpu_max_allocated"] > 59e6
+    assert derived.runtime_memory(values) == values["gpu_memory_peak_delta"]
+    assert all(np.isfinite(result["samples"]["loss"]["values"]))
+
+
 def test_torch_job_through_the_entry_point(monkeypatch, tmp_path):
     monkeypatch.setitem(device_job._HANDLERS, "training",
                         {"pytorch": "toolkit.device.training.torch_trainer:run"})

@@ -1,14 +1,28 @@
 """Derived figures: the one place that defines metrics computed from measured ones.
 
-Units follow the studies: accuracy per MB uses 10^6 bytes of runtime memory (model memory:
-peak RSS minus the import baseline); memory per parameter is in bytes per parameter.
+Units follow the studies: accuracy per MB uses 10^6 bytes of runtime memory; memory per
+parameter is in bytes per parameter.
+
+Runtime memory: on the CPU, the model's share of the cell process's peak RSS (peak minus the
+import baseline, "model_memory"). On a GPU, the device-side peak ("gpu_memory_peak_delta": the
+cudaMemGetInfo delta from before the model was loaded to its largest value while it ran): on a
+Jetson, CUDA and TensorRT allocations live in the shared DRAM through nvmap and do not show in
+the process's RSS, so RSS would miss the very memory the GPU claims are about.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-RUNTIME_MEMORY = "model_memory"
+RUNTIME_MEMORY = "runtime_memory"
+GPU_MEMORY = "gpu_memory_peak_delta"
+CPU_MEMORY = "model_memory"
+
+
+def runtime_memory(metrics: dict[str, Any]) -> float | None:
+    """The device-side figure where the cell ran on a GPU, else the model's RSS share."""
+    value = metrics.get(GPU_MEMORY, metrics.get(CPU_MEMORY))
+    return None if value is None else float(value)
 
 
 def _ratio(numerator: float | None, denominator: float | None, scale: float = 1.0,
@@ -19,8 +33,9 @@ def _ratio(numerator: float | None, denominator: float | None, scale: float = 1.
 
 
 DERIVED: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {
-    "accuracy_per_mb": ("1/MB", lambda m: _ratio(m.get("accuracy"), m.get(RUNTIME_MEMORY), 1e-6)),
-    "memory_per_param": ("B", lambda m: _ratio(m.get(RUNTIME_MEMORY), m.get("params"))),
+    RUNTIME_MEMORY: ("B", runtime_memory),
+    "accuracy_per_mb": ("1/MB", lambda m: _ratio(m.get("accuracy"), runtime_memory(m), 1e-6)),
+    "memory_per_param": ("B", lambda m: _ratio(runtime_memory(m), m.get("params"))),
 }
 
 

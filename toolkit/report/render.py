@@ -83,6 +83,7 @@ METRIC_COLUMNS = (
     Column("epoch estimate (s)", "epoch_time_estimate", "s"),
     Column("loss (last)", "loss_last", "nat"),
     Column("GPU max allocated (MiB)", "gpu_max_allocated", "MiB"),
+    Column("GPU memory (MiB)", "gpu_memory_peak_delta", "MiB"),
     Column("container peak (MiB)", "cgroup_memory_peak", "MiB"),
     Column("accuracy (%)", "accuracy", "%"),
     Column("accuracy / MB", "accuracy_per_mb", "1/MB"),
@@ -92,6 +93,7 @@ METRIC_COLUMNS = (
 NOT_TABULATED_PREFIXES = ("matmul_", "peak_flops_bf16", "peak_flops_fp16")
 # Known metrics kept out of the table to keep it readable; they stay in records.parquet.
 NOT_TABULATED = {
+    "runtime_memory",  # model memory on a CPU, GPU memory on a GPU: both have their column
     "latency_max",
     "latency_min",
     "latency_p99",
@@ -576,10 +578,13 @@ def _accuracy_memory_chart(
     one panel per model, one line per method, each point labelled with its scale."""
     title = f"{name}: accuracy vs runtime memory"
     path = charts_dir / f"{slug}-accuracy-memory.svg"
-    both = [r for r in rows if r["status"] == "ok"
-            and {"accuracy", RUNTIME_MEMORY} <= metrics.get(r["cell_id"], {}).keys()]
+    def values(r: dict[str, Any]) -> dict[str, float]:
+        return {name: value[0] for name, value in metrics.get(r["cell_id"], {}).items()}
+
+    both = [r for r in rows if r["status"] == "ok" and "accuracy" in values(r)
+            and metric_value(values(r), RUNTIME_MEMORY) is not None]
     if not both:
-        return _skipped(title, "no ok cell has both an accuracy and a model memory record "
+        return _skipped(title, "no ok cell has both an accuracy and a runtime memory record "
                                "(accuracy needs settings.accuracy_training)", path)
     keys = ["method"] + _varying(both, coords, ("scale", "model", "method"))
     lines: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
@@ -587,14 +592,16 @@ def _accuracy_memory_chart(
         cell = metrics[r["cell_id"]]
         series = " / ".join(_coord_text(r.get(k)) for k in keys)
         lines.setdefault((_coord_text(r.get("model")), series), []).append(
-            (r.get("scale") or 0.0, cell[RUNTIME_MEMORY][0], cell["accuracy"][0]))
+            (r.get("scale") or 0.0, metric_value(values(r), RUNTIME_MEMORY),
+             cell["accuracy"][0]))
     traces = [charts.Trace(model, series, tuple((m, a) for _, m, a in sorted(pts)),
                            tuple(f"{_coord_text(s)}×" for s, _, _ in sorted(pts)))
               for (model, series), pts in sorted(lines.items())]
     charts.accuracy_memory_chart(traces, path, title)
     return _drawn(path, title, f"{title}: one panel per model, one line per {' / '.join(keys)}",
-                  "Accuracy (max test accuracy) against model memory (peak RSS − import "
-                  f"baseline); one panel per model, one line per {' / '.join(keys)}, points "
+                  "Accuracy (max test accuracy) against runtime memory (CPU: peak RSS − "
+                  "import baseline; GPU: the device-side peak, cudaMemGetInfo); one panel per "
+                  f"model, one line per {' / '.join(keys)}, points "
                   "labelled with their scale; ok cells with both records only.")
 
 

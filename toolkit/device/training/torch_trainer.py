@@ -29,6 +29,7 @@ import sys
 import time
 
 from toolkit.device.measure import memory
+from toolkit.device.measure.gpu_memory import MemoryProbe
 from toolkit.device.measure.sampling import Protocol
 from toolkit.device.results import NotRun, memory_records
 from toolkit.device.training import common
@@ -239,13 +240,19 @@ def run(job):
     opt = common.opt_settings(settings)
     protocol = Protocol.from_dict(job["protocol"])
     epochs = int(settings.get("epochs", 0))
-    if device == "cuda":
+    probe = None
+    if device == "cuda" and hasattr(torch.cuda, "mem_get_info"):  # torch >= 1.10
         torch.cuda.reset_peak_memory_stats()
+        torch.cuda.init()  # the context exists before the baseline: it is not the model's
+        integrated = bool(getattr(torch.cuda.get_device_properties(0), "is_integrated", False))
+        probe = MemoryProbe(torch.cuda, integrated)
 
     started = time.perf_counter()
     trainer = TorchTrainer(build_model(model, widths, classes, seed), spec, opt, device,
                            precision, settings.get("channels_last", False))
     setup = time.perf_counter() - started
+    if probe is not None:
+        probe.mark("model")
     common.progress("pytorch {} {} {} freeze={} batch={} epochs={}".format(
         model, device, precision, freeze, batch, epochs))
 
@@ -257,9 +264,12 @@ def run(job):
     records, invalid = common.step_records(samples, batch, protocol, flops, train_size)
     records = [("setup", setup, "s"), ("first_step", first_step, "s")] + records
     records += memory_records(rss_baseline, rss_peak)
-    if device == "cuda":
+    if probe is not None:
+        torch.cuda.synchronize()
+        probe.mark("after_steps")  # the caching allocator keeps its peak reserved
         records += [("gpu_max_allocated", float(torch.cuda.max_memory_allocated()), "B"),
                     ("gpu_max_reserved", float(torch.cuda.max_memory_reserved()), "B")]
+        records += probe.records()
     loss, invalid = common.loss_outcome(losses, invalid)
     records += loss
     bn_eval = settings.get("bn_eval", "precise")
