@@ -54,6 +54,16 @@ WHEEL_METADATA: dict[str, dict] = {
 }
 
 
+# Packages built from sdists (matrix `sdists`): their install_requires, read from the setup.py
+# of the pinned archive.
+SDIST_METADATA: dict[tuple[str, str], list[str]] = {
+    ("pycuda", "2022.1"): ["pytools>=2011.2", "appdirs>=1.4.0", "mako"],
+    ("pycuda", "2024.1.2"): ["pytools>=2011.2", "platformdirs>=2.2.0", "mako"],
+    ("pytools", "2022.1.12"): ["platformdirs>=2.2.0", "dataclasses>=0.7; python_version<='3.6'",
+                               "typing_extensions>=4.0; python_version<'3.11'"],
+}
+
+
 def marker_environment(platform: matrices.Platform) -> dict[str, str]:
     """PEP 508 marker values of the target, not of this host."""
     return {"platform_machine": ARCHES[platform.arch], "sys_platform": "linux",
@@ -124,6 +134,10 @@ def test_every_pinned_closure_resolves_for_its_target(platform_name, framework, 
             f"{wheel.url_filename}: METADATA says {known['version']}, the pin {pins[name]}")
         requirements[name] = known["requires"]
     assert set(requirements) == set(pins), "pip selected other distributions than the pins"
+    for sdist in entry.sdists:
+        name = canonical(sdist.package)
+        requirements[name] = SDIST_METADATA[(name, sdist.version)]
+        pins[name] = sdist.version
     provided = dict(entry.provided)
     problems = unmet(requirements, pins | provided, marker_environment(platform))
     assert problems == [], f"{platform_name}/{framework}: " + "; ".join(problems)

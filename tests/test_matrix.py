@@ -205,6 +205,9 @@ def _fake_wheelhouse(tmp_path, loaded, platform, framework):
     for name, version in wheels.pins(loaded, platform, framework).items():
         (folder / f"{name.replace('-', '_')}-{version}-{python}-none-any.whl").write_bytes(
             name.encode())
+    for sdist in loaded.framework(platform, framework).sdists:  # hashes: the stand-ins' own
+        (folder / sdist.filename).write_bytes(sdist.package.encode())
+        object.__setattr__(sdist, "sha256", wheels.sha256(folder / sdist.filename))
     return folder
 
 
@@ -372,3 +375,76 @@ def test_a_wheel_whose_name_and_metadata_disagree_installs_under_its_stored_name
     done = _install(house, tmp_path / "site")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / f"torch-{short}.dist-info").is_dir()
+
+
+def test_pycuda_is_built_from_its_sdist_in_every_l4t_tensorrt_image(tmp_path):
+    """No aarch64 pycuda wheel exists: each L4T TensorRT image builds it from its pinned sdist
+    in the build stage (the exact offline, hash-checked command), and neither the compiler nor
+    the build tools reach the final stage."""
+    loaded = matrix.load()
+    for platform in ("l4t-r32.7.1", "l4t-r35.4.1", "l4t-r36.4.0"):
+        entry = loaded.framework(platform, "tensorrt")
+        assert "pycuda" in [sdist.package for sdist in entry.sdists], platform
+        text = images.render(loaded, platform, "tensorrt")
+        build, final = text.split("\nFROM ")[1:]
+        command = " ".join(wheels.sdist_build_arguments(wheels.BUILD_WHEELHOUSE, images.BUILT))
+        assert f"pip wheel {command}" in build and "--require-hashes" in command
+        assert "CUDA_ROOT=/usr/local/cuda" in build and "g++" in build
+        assert images.BUILT + "/*.whl" in build and "pip check" in build.split(command)[1]
+        for build_only in ("g++", images.BUILD_TOOLS, images.BUILT, "sdists.txt"):
+            assert build_only not in final, (platform, build_only)
+        folder = _fake_wheelhouse(tmp_path, loaded, platform, "tensorrt")
+        wheels.record_hashes(loaded, platform, "tensorrt", folder)
+        tools = wheels.requirements(loaded, platform, "tensorrt", folder, build_tools=True)
+        assert sorted(line.split()[0] for line in tools.splitlines()) == sorted(
+            f"{n}=={v}" for n, v in entry.build_packages.items())
+        image = wheels.requirements(loaded, platform, "tensorrt", folder)
+        assert "setuptools" not in image and "pycuda" not in image
+        assert wheels.sdist_requirements(loaded, platform, "tensorrt", folder).splitlines() == [
+            f"{s.package}=={s.version} --hash=sha256:{s.sha256}" for s in entry.sdists]
+        assert images.expected(loaded, platform, "tensorrt")["packages"]["pycuda"]
+
+
+def test_the_sdist_build_command_builds_a_pinned_sdist_offline(tmp_path):
+    """The build stage's `pip wheel` arguments, run on the host against a stand-in sdist:
+    offline, hash-checked, no build isolation (setuptools from the environment)."""
+    import tarfile
+
+    source = tmp_path / "src" / "standin-1.0"
+    source.mkdir(parents=True)
+    (source / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "setup(name='standin', version='1.0', py_modules=['standin'])\n")
+    (source / "standin.py").write_text("VALUE = 1\n")
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    archive = house / "standin-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="standin-1.0")
+    (house / wheels.SDISTS).write_text(f"standin==1.0 --hash=sha256:{wheels.sha256(archive)}\n")
+    built = tmp_path / "built"
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel",
+                           *wheels.sdist_build_arguments(str(house), str(built))],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in built.glob("*.whl")] == ["standin-1.0-py3-none-any.whl"]
+    (house / wheels.SDISTS).write_text("standin==1.0 --hash=sha256:" + "0" * 64 + "\n")
+    tampered = subprocess.run([sys.executable, "-m", "pip", "wheel",
+                               *wheels.sdist_build_arguments(str(house), str(tmp_path / "b2"))],
+                              capture_output=True, text=True, timeout=300)
+    assert tampered.returncode != 0 and "HASH" in tampered.stderr.upper()
+
+
+@pytest.mark.parametrize("runtimes, default, jetson, status, words", [
+    ({}, "", False, "note", "not registered"),
+    ({}, "", True, "fix", "not registered"),
+    ({"nvidia": {}}, "runc", True, "fix", "default-runtime"),
+    ({"nvidia": {}}, "nvidia", True, "ok", "the default runtime"),
+    ({"nvidia": {}}, "runc", False, "ok", "registered"),
+])
+def test_doctor_wants_the_nvidia_default_runtime_on_a_jetson(runtimes, default, jetson, status,
+                                                             words):
+    from toolkit import doctor
+
+    check = doctor.runtime_check(runtimes, default, jetson)
+    assert check.status == status and words in check.line, check

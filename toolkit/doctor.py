@@ -55,11 +55,26 @@ def nvidia_runtime() -> Check:
     from toolkit.images import engine_or_none
 
     client = engine_or_none(timeout=5)
-    runtimes = (client.info().get("Runtimes") or {}) if client else {}
-    if "nvidia" in runtimes:
-        return Check("nvidia runtime", "ok", "registered with the engine")
-    return Check("nvidia runtime", "note", "not registered: L4T/GPU images cannot run here "
-                 "(install nvidia-container-toolkit and run nvidia-ctk runtime configure)")
+    info = client.info() if client else {}
+    return runtime_check(info.get("Runtimes") or {}, info.get("DefaultRuntime") or "",
+                         Path("/etc/nv_tegra_release").exists())
+
+
+def runtime_check(runtimes: dict[str, object], default: str, jetson: bool) -> Check:
+    """The NVIDIA runtime must be registered to run L4T/GPU images; on a Jetson it must also be
+    the default runtime, since the classic builder cannot choose one per build and the
+    JetPack 4 TensorRT image compiles pycuda against the CUDA that runtime mounts."""
+    if "nvidia" not in runtimes:
+        return Check("nvidia runtime", "fix" if jetson else "note",
+                     "not registered: L4T/GPU images cannot run here (install "
+                     "nvidia-container-toolkit and run nvidia-ctk runtime configure)")
+    if jetson and default != "nvidia":
+        return Check("nvidia runtime", "fix", f"registered, but the default runtime is "
+                     f"'{default or 'runc'}': builds see no CUDA (the TensorRT image builds "
+                     "pycuda against it); set \"default-runtime\": \"nvidia\" in "
+                     "/etc/docker/daemon.json and restart dockerd")
+    return Check("nvidia runtime", "ok", "registered with the engine"
+                 + (" (the default runtime)" if default == "nvidia" else ""))
 
 
 def gpu() -> Check:

@@ -28,11 +28,13 @@ from rich.text import Text
 
 from toolkit import bases, wheels
 from toolkit.device.errors import UserError
-from toolkit.matrix import ARCHES, CONTAINERS, Matrix, load, version_matches
+from toolkit.matrix import ARCHES, CONTAINERS, Matrix, canonical, load, version_matches
 
 REPO = Path(__file__).resolve().parents[1]
 SITE, LIB = "/opt/edgerepro/site", "/opt/edgerepro/lib"
 MANIFEST = "/opt/edgerepro/versions.json"  # the version manifest, at a fixed path in every image
+# Build stage only: the tools that build sdists, and the wheels built from them.
+BUILD_TOOLS, BUILT = "/tmp/build/tools", "/tmp/build/built"
 UID = 1000
 DEFAULT_PLATFORM = "amd64"
 LABEL = "io.edgerepro"
@@ -84,7 +86,9 @@ def expected(matrix: Matrix, platform: str, framework: str, base_id: str = "") -
             "cudnn": chosen.cudnn, "tensorrt": chosen.tensorrt,
             "base": {"name": base.ref, "digest": base.digest or base_id},
             "framework_version": entry.version, "import": entry.import_,
-            "packages": dict(entry.packages), "provided": dict(entry.provided)}
+            "packages": dict(entry.packages) | {canonical(sdist.package): sdist.version
+                                                for sdist in entry.sdists},
+            "provided": dict(entry.provided)}
 
 
 def _label_value(value: str) -> str:
@@ -106,6 +110,11 @@ def render(matrix: Matrix, platform: str, framework: str, pip_wheel: str = "",
         base_ref=matrix.base_of(platform, framework).ref, pip_wheel=pip_wheel,
         ca_bundle=ca_bundle, site=SITE, lib=LIB, manifest=MANIFEST, uid=UID,
         pip_install=" ".join(wheels.install_arguments(wheels.BUILD_WHEELHOUSE, SITE)),
+        sdists=[f"{s.package}=={s.version}" for s in matrix.framework(platform, framework).sdists],
+        pip_build_tools=" ".join(wheels.install_arguments(
+            wheels.BUILD_WHEELHOUSE, BUILD_TOOLS, wheels.BUILD_REQUIREMENTS)),
+        pip_sdists=" ".join(wheels.sdist_build_arguments(wheels.BUILD_WHEELHOUSE, BUILT)),
+        build_tools=BUILD_TOOLS, built=BUILT,
         nvidia_runtime=chosen.nvidia_runtime,
         labels=image_labels if image_labels is not None else labels(matrix, platform, framework))
 
@@ -199,6 +208,12 @@ def build_context(matrix: Matrix, platform: str, framework: str, base_id: str,
             wheels.requirements(matrix, platform, framework, folder).encode(),
         "build/expected.json": json.dumps(expected(matrix, platform, framework, base_id),
                                           indent=1, sort_keys=True).encode()}
+    if matrix.framework(platform, framework).sdists:
+        members[f"build/wheelhouse/{wheels.BUILD_REQUIREMENTS}"] = wheels.requirements(
+            matrix, platform, framework, folder, build_tools=True).encode()
+        members[f"build/wheelhouse/{wheels.SDISTS}"] = wheels.sdist_requirements(
+            matrix, platform, framework, folder).encode()
+        wheel_files += wheels.sdist_files(matrix, platform, framework, folder)
     known = {}
     for path in wheel_files:
         members[f"build/wheelhouse/{path.name}"] = path

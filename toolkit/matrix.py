@@ -86,6 +86,19 @@ class Wheel(_Strict):
         return self.url.rsplit("/", 1)[1]
 
 
+class Sdist(_Strict):
+    """A package with no wheel for the target, built in the image's build stage from its pinned
+    source archive (PyPI sdist) against the image's own libraries (pycuda against CUDA)."""
+
+    package: str
+    version: Version
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.package}-{self.version}.tar.gz"
+
+
 class Framework(_Strict):
     """One framework on one platform: what is installed and what must import."""
 
@@ -96,9 +109,13 @@ class Framework(_Strict):
     packages: dict[str, Version] = {}
     wheels: tuple[Wheel, ...] = ()
     provided: dict[str, Version] = {}
+    # Built from source in the build stage, with `build_packages` (setuptools, wheel) installed
+    # for the build only: they do not reach the image.
+    sdists: tuple[Sdist, ...] = ()
+    build_packages: dict[str, Version] = {}
     base: Base | None = None
 
-    @field_validator("packages", "provided")
+    @field_validator("packages", "provided", "build_packages")
     @classmethod
     def _canonical_names(cls, value: dict[str, str]) -> dict[str, str]:
         return {canonical(name): version for name, version in value.items()}
@@ -117,6 +134,12 @@ class Framework(_Strict):
                 raise ValueError(f"wheel {wheel.package} has no pin in `packages`")
             if f"-{self.packages[name]}-" not in wheel.filename:
                 raise ValueError(f"wheel {wheel.filename} is not version {self.packages[name]}")
+        if self.sdists and not self.build_packages:
+            raise ValueError("sdists need build_packages (setuptools and wheel, pinned)")
+        built = {canonical(sdist.package) for sdist in self.sdists}
+        if built & (set(self.packages) | set(self.provided)):
+            raise ValueError(f"{', '.join(sorted(built))}: built from an sdist and also pinned "
+                             "as a wheel or provided")
         overlap = set(self.packages) & set(self.provided)
         if overlap:
             raise ValueError(f"{', '.join(sorted(overlap))}: both installed and provided by "
@@ -182,10 +205,14 @@ class Matrix(_Strict):
     def entry_hash(self, platform: str, framework: str) -> str:
         """12 hex digits over exactly what this image is built from (its tag's suffix)."""
         chosen = self.platform(platform)
+        entry = chosen.frameworks[framework].model_dump(mode="json", by_alias=True)
+        for key in ("sdists", "build_packages"):  # fields added later: absent = old hash
+            if not entry[key]:
+                del entry[key]
         payload = {"schema": self.schema_, "platform": platform, "framework": framework,
                    "settings": chosen.model_dump(mode="json", by_alias=True,
                                                  exclude={"frameworks"}),
-                   "entry": chosen.frameworks[framework].model_dump(mode="json", by_alias=True)}
+                   "entry": entry}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -27,14 +27,27 @@ HASHES = "hashes.json"
 BUILD_WHEELHOUSE = "/tmp/build/wheelhouse"  # where the build stage sees the wheelhouse
 
 
-def install_arguments(wheelhouse: str, target: str) -> list[str]:
+REQUIREMENTS = "requirements.txt"  # the image's packages
+BUILD_REQUIREMENTS = "build-requirements.txt"  # setuptools and wheel, for building sdists
+SDISTS = "sdists.txt"  # packages built from source in the build stage
+_OFFLINE = ["--no-index", "--no-deps", "--require-hashes", "--no-cache-dir",
+            "--disable-pip-version-check"]
+
+
+def install_arguments(wheelhouse: str, target: str, requirements: str = REQUIREMENTS,
+                      ) -> list[str]:
     """`pip install`'s arguments in an image's build stage (containers/Dockerfile.common.j2
     renders them; the tests run the very same command on the host): offline, the exact
     closure, every file hash-checked."""
-    return ["--no-index", "--no-deps", "--require-hashes", "--no-cache-dir",
-            "--disable-pip-version-check", "--no-warn-script-location",
-            "--find-links", wheelhouse, "--target", target,
-            "--requirement", f"{wheelhouse}/requirements.txt"]
+    return [*_OFFLINE, "--no-warn-script-location", "--find-links", wheelhouse,
+            "--target", target, "--requirement", f"{wheelhouse}/{requirements}"]
+
+
+def sdist_build_arguments(wheelhouse: str, wheel_dir: str) -> list[str]:
+    """`pip wheel`'s arguments that build the pinned sdists, offline and hash-checked, with the
+    build tools and the image's packages on PYTHONPATH (no build isolation: it would fetch)."""
+    return [*_OFFLINE, "--no-build-isolation", "--find-links", wheelhouse,
+            "--wheel-dir", wheel_dir, "--requirement", f"{wheelhouse}/{SDISTS}"]
 
 
 def directory(platform: str, root: Path = WHEELHOUSE) -> Path:
@@ -74,9 +87,10 @@ def sha256(path: Path) -> str:
 
 
 def pins(matrix: Matrix, platform: str, framework: str) -> dict[str, str]:
-    """Canonical name -> version of every wheel this image needs, pip itself included."""
-    return {"pip": matrix.platform(platform).pip,
-            **matrix.framework(platform, framework).packages}
+    """Canonical name -> version of every wheel this image's build needs: pip itself, the
+    packages, and the build tools of its sdists."""
+    entry = matrix.framework(platform, framework)
+    return {"pip": matrix.platform(platform).pip, **entry.build_packages, **entry.packages}
 
 
 def _index(folder: Path) -> dict[tuple[str, str], list[Path]]:
@@ -88,8 +102,9 @@ def _index(folder: Path) -> dict[tuple[str, str], list[Path]]:
     return found
 
 
-def _download(arguments: list[str], folder: Path, what: str) -> None:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+def _download(arguments: list[str], folder: Path, what: str, binary_only: bool = True) -> None:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps",
+               *(["--only-binary=:all:"] if binary_only else []),
                "--disable-pip-version-check", "--dest", str(folder), *arguments]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -135,6 +150,13 @@ def fill(matrix: Matrix, platform: str, framework: str, console: Console,
         console.print(f"wheels {platform}/{framework}: downloading {len(from_index)} wheels for "
                       f"{chosen.arch}, Python {chosen.python}")
         _download(target + from_index, folder, ", ".join(from_index))
+    for sdist in entry.sdists:
+        if not (folder / sdist.filename).is_file():
+            console.print(f"wheels {platform}/{framework}: downloading the sdist "
+                          f"{sdist.package}=={sdist.version}")
+            _download(["--no-binary=:all:", "--no-build-isolation",
+                       f"{sdist.package}=={sdist.version}"], folder, sdist.filename,
+                      binary_only=False)
     for name in missing:
         if name in by_url:
             console.print(f"wheels {platform}/{framework}: downloading {by_url[name].url}")
@@ -148,10 +170,12 @@ def record_hashes(matrix: Matrix, platform: str, framework: str, folder: Path) -
     """Filename -> sha256 of this image's wheels; checked against hashes seen before."""
     entry = matrix.framework(platform, framework)
     expected = {wheel.filename: wheel.sha256 for wheel in entry.wheels if wheel.sha256}
+    expected |= {sdist.filename: sdist.sha256 for sdist in entry.sdists}
     ledger_path = folder / HASHES
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     chosen = {}
-    for path in files(matrix, platform, framework, folder):
+    for path in files(matrix, platform, framework, folder) + sdist_files(matrix, platform,
+                                                                        framework, folder):
         digest = sha256(path)
         pinned = expected.get(path.name) or ledger.get(path.name)
         if pinned and pinned != digest:
@@ -179,13 +203,34 @@ def files(matrix: Matrix, platform: str, framework: str, folder: Path) -> list[P
     return chosen
 
 
-def requirements(matrix: Matrix, platform: str, framework: str, folder: Path) -> str:
-    """requirements.txt for pip --require-hashes: every pin with the hashes of its files."""
+def sdist_files(matrix: Matrix, platform: str, framework: str, folder: Path) -> list[Path]:
+    """The source archives of this image's sdists; a UserError naming what is missing."""
+    entry = matrix.framework(platform, framework)
+    missing = [s.filename for s in entry.sdists if not (folder / s.filename).is_file()]
+    if missing:
+        raise UserError(f"the {platform} wheelhouse lacks {', '.join(missing)}: run "
+                        f"`invoke wheels --platform {platform} --framework {framework}`")
+    return [folder / s.filename for s in entry.sdists]
+
+
+def sdist_requirements(matrix: Matrix, platform: str, framework: str, folder: Path) -> str:
+    """sdists.txt: each sdist pinned with the hash of its archive."""
     ledger = json.loads((folder / HASHES).read_text())
+    return "".join(f"{s.package}=={s.version} --hash=sha256:{ledger[s.filename]}\n"
+                   for s in matrix.framework(platform, framework).sdists)
+
+
+def requirements(matrix: Matrix, platform: str, framework: str, folder: Path,
+                 build_tools: bool = False) -> str:
+    """requirements.txt for pip --require-hashes: every pin with the hashes of its files (the
+    image's packages; with build_tools, the build stage's tools for its sdists instead)."""
+    ledger = json.loads((folder / HASHES).read_text())
+    entry = matrix.framework(platform, framework)
+    chosen = entry.build_packages if build_tools else entry.packages
     by_pin: dict[str, list[str]] = {}
     for path in files(matrix, platform, framework, folder):
         name, version = parse_wheel(path.name) or ("", "")
-        if name != "pip":
+        if chosen.get(name) == version:
             by_pin.setdefault(f"{name}=={version}", []).append(ledger[path.name])
     return "".join(f"{pin} " + " ".join(f"--hash=sha256:{digest}" for digest in digests) + "\n"
                    for pin, digests in sorted(by_pin.items()))
