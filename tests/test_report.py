@@ -411,6 +411,12 @@ def test_environment_lists_each_image_with_id_and_digest(run_dir: Path, tmp_path
     assert "no images" not in md
     assert "<td><code>sha256:onnxruntime-training</code></td>" in html
     assert html.count("<tr><td><code>edgerepro/") == 3
+    # What was proven on the hardware it is for, and what was not, with the reason.
+    assert "| ort | verified on x86-64 (built, smoke-tested and measured by CI" in md
+    for platform in ("arm64", "l4t-r32.7.1", "l4t-r35.4.1", "l4t-r36.4.0"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {platform} |"))
+        assert "| unverified on hardware: " in row, row
+    assert html.count("unverified on hardware: ") == 4
 
 
 def test_architectures_show_widths_and_the_neuralscale_fit(run_dir: Path, tmp_path: Path) -> None:

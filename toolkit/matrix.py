@@ -114,6 +114,7 @@ class Framework(_Strict):
     sdists: tuple[Sdist, ...] = ()
     build_packages: dict[str, Version] = {}
     base: Base | None = None
+    hardware: Annotated[str, Field(pattern=_HARDWARE)] | None = None  # overrides the platform's
 
     @field_validator("packages", "provided", "build_packages")
     @classmethod
@@ -151,8 +152,14 @@ class Framework(_Strict):
         return not self.unsupported
 
 
+# What a platform's or framework's `hardware` says: proven on the hardware it is for, or not yet
+# and why.
+_HARDWARE = r"^(verified on .+|unverified on hardware: .{20,})$"
+
+
 class Platform(_Strict):
     description: str
+    hardware: Annotated[str, Field(pattern=_HARDWARE)]
     arch: Literal["amd64", "arm64"]
     python: Annotated[str, Field(pattern=r"^3\.\d+$")]
     glibc: Annotated[str, Field(pattern=r"^2\.\d+$")]
@@ -206,15 +213,23 @@ class Matrix(_Strict):
         """12 hex digits over exactly what this image is built from (its tag's suffix)."""
         chosen = self.platform(platform)
         entry = chosen.frameworks[framework].model_dump(mode="json", by_alias=True)
-        for key in ("sdists", "build_packages"):  # fields added later: absent = old hash
+        for key in ("sdists", "build_packages", "hardware"):  # added later: absent = old hash
             if not entry[key]:
                 del entry[key]
+        entry.pop("hardware", None)  # documentation, not a build input
         payload = {"schema": self.schema_, "platform": platform, "framework": framework,
                    "settings": chosen.model_dump(mode="json", by_alias=True,
-                                                 exclude={"frameworks"}),
+                                                 exclude={"frameworks", "hardware"}),
                    "entry": entry}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def hardware(self, platform: str, framework: str) -> str:
+        """Whether this image was proven on the hardware it is for ("verified on ..."), or
+        "unverified on hardware: <why>"."""
+        entry = self.platform(platform).frameworks.get(framework)
+        return (entry.hardware if entry is not None and entry.hardware
+                else self.platform(platform).hardware)
 
     def framework_supported(self, platform: str, framework: str) -> bool:
         """Whether the matrix pins this framework on this platform (no error either way)."""

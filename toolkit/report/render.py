@@ -141,6 +141,7 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
         "environment": _environment_rows(manifest.get("environment", {})),
         "packages": _package_rows(manifest.get("environment", {})),
         "images": _images(run_dir, cells, str(manifest.get("runner") or "")),
+        "platforms": platform_hardware(),
         "raw_files": [
             {
                 "name": name,
@@ -714,9 +715,32 @@ def _images(run_dir: Path, cells: pl.DataFrame, runner: str) -> dict[str, Any]:
                          if "runner" in cells.columns else []) or [runner or "host"]
         return {"rows": [], "none": f"{', '.join(runners)} runner: no images"}
     rows = [[tag, image_id or units.MISSING, digest or units.MISSING, str(len(frameworks)),
-             ", ".join(sorted(set(filter(None, frameworks)))) or units.MISSING]
+             ", ".join(sorted(set(filter(None, frameworks)))) or units.MISSING,
+             image_hardware(tag)]
             for (tag, image_id, digest), frameworks in sorted(counts.items())]
     return {"rows": rows, "none": ""}
+
+
+def image_hardware(tag: str) -> str:
+    """The matrix's word on whether an image (edgerepro/<framework>:<platform>-<hash>, with or
+    without a registry in front) was proven on the hardware it is for."""
+    from toolkit import matrix as matrices
+
+    name, _, version = tag.rpartition("/")[2].partition(":")
+    platform = version.rsplit("-", 1)[0]
+    loaded = matrices.load()
+    if platform not in loaded.platforms or name not in loaded.platforms[platform].frameworks:
+        return units.MISSING
+    return loaded.hardware(platform, name)
+
+
+def platform_hardware() -> list[list[str]]:
+    """Every platform of the matrix with what it is for and whether that hardware ran it."""
+    from toolkit import matrix as matrices
+
+    loaded = matrices.load()
+    return [[name, platform.description, platform.hardware]
+            for name, platform in loaded.platforms.items()]
 
 
 def _image_identity(run_dir: Path, row: dict[str, Any]) -> tuple[str, str, str]:
