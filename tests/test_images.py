@@ -163,3 +163,4 @@ def test_a_missing_registry_base_is_one_line(client):
         f"error: base image {base.ref} is missing and cannot be pulled "
         "here; `docker load` it from a machine that has it (l4t-r36.4.0 may not use a "
         "bootstrapped base)")
+

@@ -4,8 +4,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,32 @@ def gpu_description() -> dict[str, Any]:
 # /proc/device-tree/model fragments -> the device types published claims name.
 _BOARDS = (("Orin", "jetson-orin"), ("Xavier", "jetson-agx-xavier"), ("TX2", "jetson-tx2"),
            ("Nano", "jetson-nano"), ("Raspberry Pi 4", "raspberry-pi-4"))
+
+
+L4T_RELEASE = Path("/etc/nv_tegra_release")
+
+
+def l4t_release(text: str) -> str | None:
+    """'r35.4.1' from /etc/nv_tegra_release ("# R35 (release), REVISION: 4.1, ..."), else None."""
+    match = re.search(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)\.(\d+)", text)
+    return f"r{match.group(1)}.{match.group(2)}.{match.group(3)}" if match else None
+
+
+def local_platform(known: Iterable[str], release_file: Path = L4T_RELEASE) -> str:
+    """This machine's platform of the version matrix: its L4T release on a Jetson, else its
+    architecture (amd64, arm64). A Jetson whose release the matrix lacks is one line."""
+    text = _read(str(release_file))
+    release = l4t_release(text) if text else None
+    if release is not None:
+        name = f"l4t-{release}"
+        if name not in known:
+            from toolkit.device.errors import UserError
+
+            raise UserError(f"this Jetson runs L4T {release}, which the version matrix does "
+                            f"not pin; valid: {', '.join(p for p in known if p.startswith('l4t'))}"
+                            " (flash one of those, or add the release to containers/matrix.toml)")
+        return name
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "amd64")
 
 
 def device_type() -> str:

@@ -36,7 +36,14 @@ MANIFEST = "/opt/edgerepro/versions.json"  # the version manifest, at a fixed pa
 # Build stage only: the tools that build sdists, and the wheels built from them.
 BUILD_TOOLS, BUILT = "/tmp/build/tools", "/tmp/build/built"
 UID = 1000
-DEFAULT_PLATFORM = "amd64"
+
+def default_platform() -> str:
+    """The platform `build` and `run` use unless told: this machine's (its L4T release on a
+    Jetson, else its architecture), so a Jetson builds and runs its own images."""
+    from toolkit.environment import local_platform
+
+    return local_platform(load().platforms)
+
 LABEL = "io.edgerepro"
 HOST_FRAMEWORKS = ("onnxruntime-training-cpu", "onnx", "torch")
 # Exit statuses of a process killed by a signal inside a container (128 + signal number).
@@ -69,9 +76,9 @@ def engine_or_none(timeout: int = 10) -> Any:
         return None
 
 
-def tag_for(framework: str, platform: str = DEFAULT_PLATFORM, matrix: Matrix | None = None) -> str:
-    """The image the docker runner uses for a framework."""
-    return (matrix or load()).tag(platform, framework)
+def tag_for(framework: str, platform: str = "", matrix: Matrix | None = None) -> str:
+    """The image the docker runner uses for a framework (default: this machine's platform)."""
+    return (matrix or load()).tag(platform or default_platform(), framework)
 
 
 # -- what goes in --------------------------------------------------------------------------------
@@ -143,7 +150,7 @@ def holds_older_device_code(labels: dict[str, str]) -> bool:
     return labels.get(f"{LABEL}.device-code") != device_code_digest()
 
 
-def stale_images(client: Any, frameworks: list[str], platform: str = DEFAULT_PLATFORM,
+def stale_images(client: Any, frameworks: list[str], platform: str = "",
                  matrix: Matrix | None = None) -> list[str]:
     """Why the images of these frameworks cannot measure this checkout's cells (empty: fine)."""
     matrix = matrix or load()
@@ -472,7 +479,7 @@ def check_host_runner(console: Console, required: bool = True) -> None:
 def build_task(platform: str, framework: str, ca_bundle: str, console: Console) -> list[Built]:
     """`invoke build`: without an engine and without --platform, a note and no images."""
     matrix = load()
-    selection = matrix.selection(platform or DEFAULT_PLATFORM, framework)
+    selection = matrix.selection(platform or default_platform(), framework)
     ca_path = Path(ca_bundle).expanduser() if ca_bundle else None
     if ca_path is not None and not ca_path.is_file():
         raise UserError(f"--ca-bundle {ca_bundle}: no such file")

@@ -81,7 +81,7 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
     else:
         client = docker_client()
     matrix = images.load()
-    platform = images.DEFAULT_PLATFORM
+    platform = images.default_platform()
     buildable = [f for f in frameworks if matrix.framework_supported(platform, f)]
     problems = images.stale_images(client, buildable, platform, matrix)
     if problems:

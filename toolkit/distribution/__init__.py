@@ -31,5 +31,5 @@ def selected_images(platform: str, framework: str) -> tuple[Matrix, Any, list[tu
     from toolkit import images
 
     matrix = load()
-    return matrix, images.connect(), matrix.selection(platform or images.DEFAULT_PLATFORM,
+    return matrix, images.connect(), matrix.selection(platform or images.default_platform(),
                                                       framework)

@@ -219,7 +219,7 @@ def _pinned_digest(image: Any, repository: str) -> str:
 def pull_task(registry: str, platform: str, framework: str, console: Console) -> list[str]:
     """`invoke pull`: the locked digests, or with --registry the matrix tags (then locked)."""
     matrix = load()
-    selection = matrix.selection(platform or images.DEFAULT_PLATFORM, framework)
+    selection = matrix.selection(platform or images.default_platform(), framework)
     registry = parse_registry(registry) if registry else ""
     locked = read_lock()
     if not registry:

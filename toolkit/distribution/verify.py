@@ -184,10 +184,10 @@ def verify_task(references: list[str], platform: str, console: Console) -> list[
     client = images.connect()
     if not references:
         wanted = [matrix.tag(chosen, framework)
-                  for chosen, framework in matrix.selection(platform or images.DEFAULT_PLATFORM)]
+                  for chosen, framework in matrix.selection(platform or images.default_platform())]
         references = [tag for tag in wanted if present(client, tag)]
         if not references:
-            raise UserError(f"no {platform or images.DEFAULT_PLATFORM} images on this engine: "
+            raise UserError(f"no {platform or images.default_platform()} images on this engine: "
                             "`invoke build`, `invoke pull` or `invoke load` one, or name one")
     failed = []
     for reference in references:

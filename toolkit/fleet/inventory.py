@@ -8,7 +8,6 @@ engine) exists without being listed, so `--hosts local,orin` needs only the Jets
 from __future__ import annotations
 
 import os
-import platform as host_platform
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -166,8 +165,10 @@ def load(path: Path, platforms: list[str]) -> Inventory:
 
 
 def local_platform() -> str:
-    """This machine's matrix platform, by its architecture (Jetsons list themselves)."""
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(host_platform.machine(), "amd64")
+    """This machine's matrix platform (its L4T release on a Jetson, else its architecture)."""
+    from toolkit import environment, matrix
+
+    return environment.local_platform(matrix.load().platforms)
 
 
 def local_device() -> Device:
