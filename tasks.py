@@ -268,6 +268,40 @@ def verify(c, image, platform=""):
         raise Exit("\n".join(f"verify failed: {line}" for line in failed), code=1)
 
 
+@task(help={"out": "where the archive and its working folder go (default: build/selftest)"})
+@user_errors
+def selftest(c, out=""):
+    """First contact with a board (Jetson, Raspberry Pi): doctor, build, one tiny cell per
+    framework and device, pytest -m gpu; one archive to send back with what it resolved.
+
+    Every step runs even when one fails; without a GPU or a Docker engine it runs the CPU part
+    and says what it skipped. `invoke pin --from ARCHIVE` writes the archive's pins.
+    """
+    from rich.console import Console
+
+    from toolkit import firstcontact
+
+    folder = Path(out) if out else ROOT / "build" / "selftest"
+    folder.mkdir(parents=True, exist_ok=True)
+    firstcontact.selftest_task(folder, Console(stderr=True, soft_wrap=True))
+
+
+@task(name="pin", help={"from_": "an archive `invoke selftest` wrote on a board",
+                        "matrix": "the version matrix to update (default: containers/matrix.toml)",
+                        "dry_run": "print what would be pinned, change nothing"})
+@user_errors
+def pin(c, from_, matrix="", dry_run=False):
+    """Write what a board's selftest resolved into the version matrix: wheel sha256s and base
+    digests still missing, and "verified on <board>" when every step passed."""
+    from rich.console import Console
+
+    from toolkit import firstcontact
+    from toolkit.matrix import MATRIX
+
+    firstcontact.pin_task(Path(from_), Path(matrix) if matrix else MATRIX, dry_run,
+                          Console(stderr=True, soft_wrap=True))
+
+
 @task(help={"all": "also the slow and Docker-backed tests (what CI runs)",
             "k": "only tests matching this pytest -k expression"})
 def test(c, all=False, k=""):
