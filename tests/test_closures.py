@@ -64,6 +64,15 @@ SDIST_METADATA: dict[tuple[str, str], list[str]] = {
 }
 
 
+# Frameworks built from source (matrix `source`): the Requires-Dist of the same release's PyPI
+# wheel (onnxruntime-training-cpu 1.19.2), as a stand-in for the wheel the build produces.
+SOURCE_METADATA: dict[tuple[str, str], list[str]] = {
+    ("onnxruntime-training", "1.19.2"): ["cerberus", "flatbuffers", "h5py", "numpy >=1.16.6",
+                                         "onnx", "packaging", "protobuf", "sympy",
+                                         "setuptools >=61.0.0"],
+}
+
+
 def marker_environment(platform: matrices.Platform) -> dict[str, str]:
     """PEP 508 marker values of the target, not of this host."""
     return {"platform_machine": ARCHES[platform.arch], "sys_platform": "linux",
@@ -138,6 +147,10 @@ def test_every_pinned_closure_resolves_for_its_target(platform_name, framework, 
         name = canonical(sdist.package)
         requirements[name] = SDIST_METADATA[(name, sdist.version)]
         pins[name] = sdist.version
+    if entry.source is not None:
+        name = canonical(entry.source.distribution)
+        requirements[name] = SOURCE_METADATA[(name, entry.version)]
+        pins[name] = entry.version
     provided = dict(entry.provided)
     problems = unmet(requirements, pins | provided, marker_environment(platform))
     assert problems == [], f"{platform_name}/{framework}: " + "; ".join(problems)

@@ -89,11 +89,32 @@ def test_l4t_onnxruntime_gpu_pins_name_their_wheel_or_say_what_is_missing():
         assert entry.wheels[0].filename.endswith(f"-{python}-{abi}-linux_aarch64.whl"), name
 
 
-def test_onnxruntime_training_is_unsupported_on_every_arm_platform():
+def test_onnxruntime_training_on_arm_is_a_source_build_on_jetpack_5_and_6_only():
+    """No aarch64 training wheel exists: the Pi and JetPack 4 say so; JetPack 5 and 6 build it
+    from source with training and CUDA for their own CUDA and GPU architectures (Meißl trained
+    with ONNX Runtime Training on an Orin), labelled unverified until a board builds it."""
     loaded = matrix.load()
-    for name, platform in loaded.platforms.items():
-        if platform.arch == "arm64":
-            assert "aarch64" in platform.frameworks["onnxruntime-training"].unsupported, name
+    for name in ("arm64", "l4t-r32.7.1"):
+        assert "aarch64" in loaded.platform(name).frameworks["onnxruntime-training"].unsupported
+    for name, cuda, arch in (("l4t-r35.4.1", "11.4", "72;87"), ("l4t-r36.4.0", "12.6", "87")):
+        entry = loaded.framework(name, "onnxruntime-training")
+        assert entry.source is not None and loaded.platform(name).cuda == cuda
+        build = list(entry.source.build)
+        assert "--enable_training" in build and "--use_cuda" in build and "--build_wheel" in build
+        assert build[build.index("--cuda_version") + 1] == cuda
+        assert f"CMAKE_CUDA_ARCHITECTURES={arch}" in build and "87" in arch.split(";")  # Orin
+        assert ("--disable_types" in build) == (cuda < "11.8")  # build.py's rule below 11.8
+        assert "--use_tensorrt" not in build
+        assert loaded.hardware(name, "onnxruntime-training").startswith("unverified on hardware")
+        text = images.render(loaded, name, "onnxruntime-training")
+        build_stage, final = text.split("\nFROM ")[1:]
+        commands = images.source_build_commands(loaded, name, "onnxruntime-training")
+        for key in ("clone", "check", "fixes", "build", "wheel"):
+            assert commands[key] in build_stage, key
+        assert "'CMAKE_CUDA_ARCHITECTURES=72;87'" in commands["build"] or arch == "87"
+        assert entry.source.commit in build_stage and "/tmp/build/src" not in final
+        assert images.expected(loaded, name, "onnxruntime-training")["packages"][
+            "onnxruntime-training"] == "1.19.2"
 
 
 def _broken(tmp_path, old, new):

@@ -30,8 +30,11 @@ PREFIX = "tensorrt_bindings.tensorrt."
 _SIGNATURE = re.compile(r"^\s*(?:\d+\.\s+)?(\w+)\((.*)\)\s*->\s*(.+?)\s*$")
 
 # What TensorRT 8.2.1 and 8.5.2 lack of the 8.6.1 bindings that stand in for them, from
-# NVIDIA/TensorRT's Python binding sources of those releases (python/src/infer/pyCore.cpp,
-# pyGraph.cpp, pyFoundationalTypes.cpp): name -> first version that has it.
+# NVIDIA/TensorRT's Python binding sources at the tags 8.2.1 (6f38570b7406) and 8.5.2
+# (ad932f72126f) (python/src/infer/pyCore.cpp, pyGraph.cpp): name -> first version that has it.
+# Keyword names of the layer methods the emitter calls are the same in 8.2.1, 8.5.2 and 8.6.1.
+# In 8.5.2 ResizeMode is an alias of InterpolationMode; in 8.2.1 a convolution's kernel as
+# input 1 is documented for explicit quantization only (NvInfer.h), hence im2col there.
 ADDED_IN = {
     "INetworkDefinition.add_cast": (8, 6, 0),
     "InterpolationMode": (8, 5, 0),

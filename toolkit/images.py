@@ -94,7 +94,8 @@ def expected(matrix: Matrix, platform: str, framework: str, base_id: str = "") -
             "base": {"name": base.ref, "digest": base.digest or base_id},
             "framework_version": entry.version, "import": entry.import_,
             "packages": dict(entry.packages) | {canonical(sdist.package): sdist.version
-                                                for sdist in entry.sdists},
+                                                for sdist in entry.sdists}
+            | ({canonical(entry.source.distribution): entry.version} if entry.source else {}),
             "provided": dict(entry.provided)}
 
 
@@ -122,8 +123,34 @@ def render(matrix: Matrix, platform: str, framework: str, pip_wheel: str = "",
             wheels.BUILD_WHEELHOUSE, BUILD_TOOLS, wheels.BUILD_REQUIREMENTS)),
         pip_sdists=" ".join(wheels.sdist_build_arguments(wheels.BUILD_WHEELHOUSE, BUILT)),
         build_tools=BUILD_TOOLS, built=BUILT,
+        source=source_build_commands(matrix, platform, framework),
         nvidia_runtime=chosen.nvidia_runtime,
         labels=image_labels if image_labels is not None else labels(matrix, platform, framework))
+
+
+SOURCE = "/tmp/build/src"  # build stage only: a framework's source checkout
+
+
+def source_build_commands(matrix: Matrix, platform: str, framework: str,
+                          ) -> dict[str, str] | None:
+    """Shell words of a framework's source build (matrix `source`), each argument quoted, or
+    None: the clone pinned by commit, the fixes, the build script and the built wheel."""
+    import shlex
+
+    build = matrix.framework(platform, framework).source
+    if build is None:
+        return None
+    fixes = [f"sed -i {shlex.quote(expression)} {shlex.quote(f'{SOURCE}/{path}')}"
+             for path, expressions in build.fixes.items() for expression in expressions]
+    return {
+        "clone": f"git clone --recursive --branch {shlex.quote(build.tag)} "
+                 f"{shlex.quote(build.repository)} {SOURCE}",
+        "check": f'test "$(git -C {SOURCE} rev-parse HEAD)" = {build.commit}',
+        "fixes": " && ".join(fixes),
+        "build": " ".join(shlex.quote(word) for word in [f"{SOURCE}/{build.script}",
+                                                          *build.build]),
+        "wheel": f"{SOURCE}/{build.wheel_dir}/*.whl",
+    }
 
 
 def device_files() -> list[tuple[str, Path]]:

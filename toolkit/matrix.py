@@ -99,6 +99,23 @@ class Sdist(_Strict):
         return f"{self.package}-{self.version}.tar.gz"
 
 
+class SourceBuild(_Strict):
+    """A framework built from its source in the image's build stage (ONNX Runtime Training on a
+    Jetson: no aarch64 wheel exists). The source is pinned by its git commit; `fixes` are sed
+    expressions applied to files of the checkout before building (upstream pins that broke);
+    `build` is the argument list of the project's own build script; the wheel it produces is
+    installed like any other."""
+
+    repository: Annotated[str, Field(pattern=r"^https://\S+$")]
+    tag: str
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+    script: str  # relative to the checkout
+    build: tuple[str, ...]
+    fixes: dict[str, tuple[str, ...]] = {}  # file in the checkout -> sed expressions
+    wheel_dir: str  # where the script leaves the wheel, relative to the checkout
+    distribution: str  # the wheel's distribution name
+
+
 class Framework(_Strict):
     """One framework on one platform: what is installed and what must import."""
 
@@ -115,6 +132,7 @@ class Framework(_Strict):
     build_packages: dict[str, Version] = {}
     base: Base | None = None
     hardware: Annotated[str, Field(pattern=_HARDWARE)] | None = None  # overrides the platform's
+    source: SourceBuild | None = None
 
     @field_validator("packages", "provided", "build_packages")
     @classmethod
@@ -135,8 +153,8 @@ class Framework(_Strict):
                 raise ValueError(f"wheel {wheel.package} has no pin in `packages`")
             if f"-{self.packages[name]}-" not in wheel.filename:
                 raise ValueError(f"wheel {wheel.filename} is not version {self.packages[name]}")
-        if self.sdists and not self.build_packages:
-            raise ValueError("sdists need build_packages (setuptools and wheel, pinned)")
+        if (self.sdists or self.source) and not self.build_packages:
+            raise ValueError("sdists and source builds need build_packages (pinned tools)")
         built = {canonical(sdist.package) for sdist in self.sdists}
         if built & (set(self.packages) | set(self.provided)):
             raise ValueError(f"{', '.join(sorted(built))}: built from an sdist and also pinned "
@@ -213,7 +231,7 @@ class Matrix(_Strict):
         """12 hex digits over exactly what this image is built from (its tag's suffix)."""
         chosen = self.platform(platform)
         entry = chosen.frameworks[framework].model_dump(mode="json", by_alias=True)
-        for key in ("sdists", "build_packages", "hardware"):  # added later: absent = old hash
+        for key in ("sdists", "build_packages", "hardware", "source"):  # added later
             if not entry[key]:
                 del entry[key]
         entry.pop("hardware", None)  # documentation, not a build input
