@@ -164,3 +164,21 @@ def test_a_missing_registry_base_is_one_line(client):
         "here; `docker load` it from a machine that has it (l4t-r36.4.0 may not use a "
         "bootstrapped base)")
 
+
+
+def test_every_arm64_image_builds_under_emulation_with_its_smoke_test(client):
+    """The Raspberry Pi images (`invoke build --platform arm64`): built here under qemu, each
+    smoke test importing its framework (emulation builds and smoke-tests, never measures).
+    Needs qemu/binfmt (`.ci/setup --arm64`); CI skips it for time, and says so."""
+    from toolkit import bases
+
+    problem = bases.emulation_ready("arm64")
+    if problem:
+        pytest.skip(f"arm64 emulation unavailable: {problem} (bash .ci/setup --arm64)")
+    for args in (("base", "--platform", "arm64"), ("build", "--platform", "arm64")):
+        done = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
+                              capture_output=True, timeout=3600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for framework in ("onnxruntime", "pytorch"):
+        assert f"{matrix.load().tag('arm64', framework)}: " in done.stderr
+        assert "smoke test passed" in done.stderr
