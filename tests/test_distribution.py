@@ -201,12 +201,12 @@ def test_push_to_an_unreachable_registry_is_one_line(client, built, tmp_path):
 
 def test_pull_without_a_locked_image_and_a_bad_registry_name_are_one_line(client, tmp_path):
     lock = tmp_path / "images.lock.json"
-    missing = matrix.load().tag("arm64", "pytorch")  # never built here (emulated torch: hours)
+    missing = matrix.load().tag("l4t-r36.4.0", "pytorch")  # only a Jetson can build it
     assert not present(client, missing)
-    line = one_error_line(invoke("save", "--out", str(tmp_path), "--platform", "arm64",
+    line = one_error_line(invoke("save", "--out", str(tmp_path), "--platform", "l4t-r36.4.0",
                                  "--framework", "pytorch"))
-    assert line == (f"error: {missing} is not on this engine: `invoke build --platform arm64 "
-                    "--framework pytorch` or `invoke pull` it first")
+    assert line == (f"error: {missing} is not on this engine: `invoke build --platform "
+                    "l4t-r36.4.0 --framework pytorch` or `invoke pull` it first")
     line = one_error_line(invoke("verify", "all", "--platform", "l4t-r99"))
     assert line.startswith("error: unknown platform 'l4t-r99'; valid: amd64, arm64")
     line = one_error_line(invoke("pull", "--framework", FRAMEWORK, lock=lock))
