@@ -17,16 +17,21 @@ PROBE = trt_bindings.ROOT / "tests" / "trt_conformance_probe.py"
 TARGETS = [("8.2.1", "8.6.1"), ("8.5.2", "8.6.1"), ("10.3.0", "10.3.0")]
 
 
-def probe(target: str, bindings: str) -> dict:
+def bindings_env(bindings: str) -> dict:
+    """This environment plus what makes the real bindings import; skipped where they cannot be
+    prepared, except on CI (it has PyPI and a compiler: the check must run there)."""
     try:
         extra = trt_bindings.prepare(bindings)
     except trt_bindings.Unavailable as missing:
         if os.environ.get("CI"):
-            raise  # CI has PyPI and a compiler: the check must run there
+            raise
         pytest.skip(f"real TensorRT {bindings} bindings unavailable: {missing}")
-    env = dict(os.environ, **extra)
-    done = subprocess.run([sys.executable, str(PROBE), target], env=env, capture_output=True,
-                          text=True, cwd=trt_bindings.ROOT, timeout=600)
+    return dict(os.environ, **extra)
+
+
+def probe(target: str, bindings: str) -> dict:
+    done = subprocess.run([sys.executable, str(PROBE), target], env=bindings_env(bindings),
+                          capture_output=True, text=True, cwd=trt_bindings.ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -59,13 +64,7 @@ def test_a_wrong_call_is_caught():
             "net.add_activation(t, kind=p.real.ActivationType.RELU); "
             "net.add_activation(t, 'RELU'); "
             "print('\\n'.join(p.VIOLATIONS))")
-    try:
-        extra = trt_bindings.prepare("10.3.0")
-    except trt_bindings.Unavailable as missing:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"real TensorRT 10.3.0 bindings unavailable: {missing}")
-    env = dict(os.environ, **extra)
+    env = bindings_env("10.3.0")
     env["PYTHONPATH"] += os.pathsep + str(PROBE.parent)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           cwd=trt_bindings.ROOT, timeout=300)
@@ -76,13 +75,7 @@ def test_a_wrong_call_is_caught():
 
 
 def real_surface(bindings: str) -> dict:
-    try:
-        extra = trt_bindings.prepare(bindings)
-    except trt_bindings.Unavailable as missing:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"real TensorRT {bindings} bindings unavailable: {missing}")
-    done = subprocess.run([sys.executable, str(PROBE), "--surface"], env=dict(os.environ, **extra),
+    done = subprocess.run([sys.executable, str(PROBE), "--surface"], env=bindings_env(bindings),
                           capture_output=True, text=True, cwd=trt_bindings.ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)

@@ -80,9 +80,8 @@ def _cells(out: Path, console: Console) -> tuple[tuple[str, str], dict[str, Any]
     store, summary = pipeline.run([str(SPECS / "inference.toml"), str(SPECS / "training.toml")],
                                   "smoke", {}, runner_name="auto", run_id=None, new=True,
                                   force=False, results_root=out / "results", console=console)
-    cells = [json.loads(p.read_text()) for p in sorted(store.cells_dir.glob("*.json"))]
     not_run = sorted({f"{' '.join(str(v) for v in c['coords'].values())}: {c['reason']}"
-                      for c in cells if c["status"] == "not run"})
+                      for c in store.cell_results().values() if c["status"] == "not run"})
     info = {"run_id": store.run_id, "counts": summary.counts, "not_run": not_run,
             "runner": store.manifest.get("runner")}
     status = "failed" if summary.failed else "ok"
@@ -206,6 +205,11 @@ def read_archive(path: Path) -> dict[str, Any]:
     return resolved
 
 
+def _platform_header(platform: str) -> str:
+    """A platform's table header as containers/matrix.toml writes it (L4T names are quoted)."""
+    return f'[platforms."{platform}"]' if "." in platform else f"[platforms.{platform}]"
+
+
 def _section(text: str, header: str) -> tuple[int, int]:
     """Start and end offsets of a TOML table (from its header to the next header)."""
     start = text.find(header + "\n")
@@ -240,10 +244,10 @@ def pin_text(text: str, resolved: dict[str, Any], matrix: Any) -> tuple[str, lis
         if base.digest or not digests:
             continue
         if entry.base is not None:  # the framework's own base, inline in its table
-            start, end = _section(text, f'[platforms."{platform}".frameworks.{framework}]')
+            start, end = _section(text, _platform_header(platform)[:-1]
+                                  + f".frameworks.{framework}]")
         else:
-            start, end = _section(text, f'[platforms."{platform}".base]'
-                                  if platform.startswith("l4t") else f"[platforms.{platform}.base]")
+            start, end = _section(text, _platform_header(platform)[:-1] + ".base]")
         block = text[start:end].replace('digest = ""', f'digest = "{digests[0]}"', 1)
         if block != text[start:end]:
             text = text[:start] + block + text[end:]
@@ -254,9 +258,7 @@ def pin_text(text: str, resolved: dict[str, Any], matrix: Any) -> tuple[str, lis
         verdict = (f"verified on {resolved['device_type']} (invoke selftest "
                    f"{resolved['created'][:10]}: {counts.get('ok', 0)} cells ok, "
                    f"{counts.get('not run', 0)} not run)")
-        header = (f'[platforms."{platform}"]' if platform.startswith("l4t")
-                  else f"[platforms.{platform}]")
-        start, end = _section(text, header)
+        start, end = _section(text, _platform_header(platform))
         block = re.sub(r'^hardware = ".*"$', f'hardware = "{verdict}"', text[start:end],
                        count=1, flags=re.M)
         text = text[:start] + block + text[end:]

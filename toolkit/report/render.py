@@ -714,21 +714,21 @@ def _images(run_dir: Path, cells: pl.DataFrame, runner: str) -> dict[str, Any]:
         runners = sorted({str(r) for r in cells["runner"].to_list() if r}
                          if "runner" in cells.columns else []) or [runner or "host"]
         return {"rows": [], "none": f"{', '.join(runners)} runner: no images"}
+    from toolkit import matrix as matrices
+
+    loaded = matrices.load()  # once for every image
     rows = [[tag, image_id or units.MISSING, digest or units.MISSING, str(len(frameworks)),
              ", ".join(sorted(set(filter(None, frameworks)))) or units.MISSING,
-             image_hardware(tag)]
+             image_hardware(tag, loaded)]
             for (tag, image_id, digest), frameworks in sorted(counts.items())]
     return {"rows": rows, "none": ""}
 
 
-def image_hardware(tag: str) -> str:
+def image_hardware(tag: str, loaded: Any) -> str:
     """The matrix's word on whether an image (edgerepro/<framework>:<platform>-<hash>, with or
     without a registry in front) was proven on the hardware it is for."""
-    from toolkit import matrix as matrices
-
     name, _, version = tag.rpartition("/")[2].partition(":")
     platform = version.rsplit("-", 1)[0]
-    loaded = matrices.load()
     if platform not in loaded.platforms or name not in loaded.platforms[platform].frameworks:
         return units.MISSING
     return loaded.hardware(platform, name)
