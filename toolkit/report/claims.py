@@ -62,12 +62,29 @@ class Publication(_Strict):
 
 @dataclass(frozen=True)
 class Verdict:
+    """A claim's verdict on one run. `reasons` are short canonical phrases (the same words for
+    the same cause across claims, so a report can group them); `stand_in` is empty when the
+    claim was judged on the hardware it names, else what the measuring machine is and how it
+    differs (such verdicts are never counted with those on the named hardware)."""
+
     claim: Claim
     source: Source
     verdict: str
     observed: float | str | None
-    reason: str
+    reasons: tuple[str, ...]
     n: int  # cells (value/best) or cell pairs (ratio) behind the observed number
+    stand_in: str = ""
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+    @property
+    def label(self) -> str:
+        """The verdict as a reader sees it, the hardware class included."""
+        if self.stand_in and self.verdict != NOT_COMPARABLE:
+            return f"{self.verdict} on stand-in hardware ({self.stand_in})"
+        return self.verdict
 
     def expected_text(self) -> str:
         c = self.claim
@@ -178,9 +195,9 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     if missing:
         reasons.append(missing)
     if reasons:
-        return Verdict(claim, source, NOT_COMPARABLE, observed, "; ".join(reasons), n)
+        return Verdict(claim, source, NOT_COMPARABLE, observed, tuple(reasons), n)
     verdict = REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED
-    return Verdict(claim, source, verdict, observed, "", n)
+    return Verdict(claim, source, verdict, observed, (), n)
 
 
 def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
@@ -195,6 +212,9 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
 
 
 def evaluate_all(publications: list[Publication], rows: list[dict[str, Any]],
-                 cells: list[dict[str, Any]], profile: str, device_type: str) -> list[Verdict]:
+                 cells: list[dict[str, Any]], profile: str, environment: dict[str, Any],
+                 ) -> list[Verdict]:
+    """Every claim against one run; `environment` is the run manifest's host description."""
+    device_type = str(environment.get("device_type", "unknown"))
     return [evaluate(claim, publication.source, rows, cells, profile, device_type)
             for publication in publications for claim in publication.claims]

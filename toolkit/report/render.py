@@ -190,8 +190,7 @@ def _verdicts(manifest: dict, run_dir: Path, cells: pl.DataFrame) -> dict[str, A
     rows, all_cells = claims.run_rows(cells, records)
     environment = manifest.get("environment", {})
     verdicts = claims.evaluate_all(claims.load_publications(), rows, all_cells,
-                                   manifest.get("profile", "smoke"),
-                                   environment.get("device_type", "unknown"))
+                                   manifest.get("profile", "smoke"), environment)
     counts: dict[str, int] = {}
     for verdict in verdicts:
         counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
