@@ -1,4 +1,5 @@
 """Published claims against synthetic records with known values."""
+import polars as pl
 import pytest
 
 from toolkit.report.claims import (
@@ -8,18 +9,20 @@ from toolkit.report.claims import (
     Claim,
     Source,
     evaluate,
+    evaluate_all,
     load_publications,
+    run_rows,
 )
 
 SOURCE = Source(key="test", citation="A test source.")
 
 
 def _cell(method: str, model: str, scale: float, status: str = "ok", reason: str = "",
-          **metrics: float) -> dict:
+          fit: str = "power_law", **metrics: float) -> dict:
     return {"experiment": "scaling-inference", "cell_id": f"{model}-{method}-{scale}",
             "model": model, "method": method, "scale": scale, "framework": "onnxruntime",
             "device": "cpu", "precision": "fp32", "batch": 1, "status": status,
-            "reason": reason, **metrics}
+            "reason": reason, **({"fit": fit} if method == "neuralscale" else {}), **metrics}
 
 
 # NeuralScale: 3x the latency and 1.1x the memory per parameter of uniform, at every pair.
@@ -79,10 +82,10 @@ def test_value_and_best_comparisons():
 def test_not_comparable_says_why_and_still_shows_the_number():
     hardware = _verdict(_claim(hardware=["jetson-tx2"]), device="x86_64-generic")
     assert hardware.verdict == NOT_COMPARABLE
-    assert hardware.reason == "measured on x86_64-generic; the claim holds for jetson-tx2"
+    assert hardware.reason == "needs jetson-tx2 (this run: x86_64-generic)"
     assert hardware.observed == pytest.approx(3.0)
     profile = _verdict(_claim(min_profile="paper"), profile="smoke")
-    assert profile.reason == "profile smoke is smaller than the paper profile the claim needs"
+    assert profile.reason == "needs the paper profile (this run: smoke)"
     framework = _verdict(_claim(filter={"framework": "tensorrt"}))
     assert framework.verdict == NOT_COMPARABLE and framework.observed is None
     assert framework.reason == "no ok cells with framework=tensorrt"
@@ -112,3 +115,158 @@ def test_gpu_cells_use_device_memory_not_rss():
     assert metric_value(gpu, "memory_per_param") == pytest.approx(40.0)
     assert metric_value(gpu, "accuracy_per_mb") == pytest.approx(0.9 / 40)
     assert metric_value(cpu, "memory_per_param") == pytest.approx(5.0)
+
+
+MODELS = ["vgg11", "mobilenetv2", "preact_resnet18", "resnet50"]
+SCALES = [0.25, 0.5, 0.75, 1.0]
+
+
+def _grid(latency_ratio: float = 3.0, fit: str = "power_law", models=MODELS, scales=SCALES,
+          ) -> list[dict]:
+    """Every model x scale pair, NeuralScale `latency_ratio` x slower, same memory per param."""
+    cells = []
+    for model in models:
+        for scale in scales:
+            cells.append(_cell("uniform", model, scale, latency_p50=0.001, model_memory=10e6,
+                               params=1e6))
+            cells.append(_cell("neuralscale", model, scale, fit=fit,
+                               latency_p50=0.001 * latency_ratio, model_memory=10e6, params=1e6))
+    return cells
+
+
+def _shipped(claim_id: str) -> Claim:
+    return next(c for p in load_publications() for c in p.claims if c.id == claim_id)
+
+
+def _judge(claim: Claim, cells: list[dict], device: str = "x86_64-generic",
+           profile: str = "quick"):
+    rows = [c | {"scaling_mode": c.get("scaling_mode", "params")} for c in cells
+            if c["status"] == "ok"]
+    notes = next(p.hardware for p in load_publications() if claim in p.claims)
+    return evaluate(claim, SOURCE, rows, cells, profile, device,
+                    {"machine": "x86_64", "cpu": "Test CPU", "cores_usable": 2,
+                     "packages": {"onnxruntime": "1.20.1"}}, notes)
+
+
+def test_lee_claims_match_on_the_cells_data_set_from_their_settings():
+    """Defect 1: the data set is a cell setting, not a grid coordinate; before, no row carried
+    it and every Lee claim said "no ok cells with dataset=cifar10" even for a paper run."""
+    claim = _shipped("lee-vgg11-c10-uniform-0.25")
+    cell = _cell("uniform", "vgg11", 0.25) | {"run_id": "r"}
+    cells = pl.DataFrame([{k: v for k, v in cell.items()}])
+    records = pl.DataFrame({"cell_id": [cell["cell_id"]], "metric": ["accuracy"],
+                            "value": [0.885]})
+    settings = {cell["cell_id"]: {"dataset": "cifar10", "classes": 10, "scaling_mode": "width"}}
+    rows, all_cells = run_rows(cells, records, settings)
+    verdict = evaluate(claim, SOURCE, rows, all_cells, "paper", "x86_64-generic")
+    assert verdict.verdict == REPRODUCED, verdict.reason
+    rows, all_cells = run_rows(cells, records, settings | {
+        cell["cell_id"]: settings[cell["cell_id"]] | {"dataset": "digits"}})
+    verdict = evaluate(claim, SOURCE, rows, all_cells, "paper", "x86_64-generic")
+    assert verdict.verdict == NOT_COMPARABLE
+    assert verdict.reason.startswith("no ok cells with dataset=cifar10")
+
+
+def test_claims_refuse_cells_of_the_other_scaling_convention():
+    """Defect 2: Lee's r is a width ratio, Gealy's a parameter ratio; params-mode cells at
+    scale 0.25 are width 0.5 networks and must not be compared with Lee's width-0.25 numbers."""
+    claim = _shipped("lee-vgg11-c10-uniform-0.25")
+    row = _cell("uniform", "vgg11", 0.25, accuracy=0.8818) | {"dataset": "cifar10",
+                                                                "scaling_mode": "params"}
+    verdict = evaluate(claim, SOURCE, [row], [row], "paper", "x86_64-generic")
+    assert verdict.verdict == NOT_COMPARABLE
+    assert verdict.reason == ("cells scaled by params ratio; the claim's scales are width "
+                              "ratios")
+    gealy = _shipped("gealy-cpu-latency")
+    width_cells = [c | {"scaling_mode": "width"} for c in _grid()]
+    verdict = evaluate(gealy, SOURCE, width_cells, width_cells, "quick", "x86_64-generic")
+    assert verdict.verdict == NOT_COMPARABLE and "params ratios" in verdict.reason
+    every = {c.convention for p in load_publications() for c in p.claims
+             if c.experiment == "scaling-inference"}
+    assert "" not in every  # every scaling claim states its convention
+
+
+def test_a_neuralscale_fallback_is_never_a_verdict():
+    """Defect 3: when the search fell back to uniform scaling, the 'NeuralScale' cells are the
+    uniform networks: memory per parameter comes out at exactly 1.0, which used to be
+    'reproduced'."""
+    claim = _shipped("gealy-cpu-memory-per-parameter")
+    assert _judge(claim, _grid()).verdict == REPRODUCED
+    fallback = _grid(latency_ratio=1.0, fit="uniform")
+    verdict = _judge(claim, fallback)
+    assert verdict.verdict == NOT_COMPARABLE and verdict.observed == pytest.approx(1.0)
+    assert verdict.reason.startswith("NeuralScale architectures not from a power-law fit: "
+                                     "mobilenetv2 (uniform)")
+    one_model = [c | {"fit": "constant"} if c["model"] == "resnet50" and "fit" in c else c
+                 for c in _grid()]
+    assert _judge(claim, one_model).reason == ("NeuralScale architectures not from a "
+                                               "power-law fit: resnet50 (constant)")
+
+
+def test_a_verdict_needs_every_pair_or_framework_the_claim_speaks_about():
+    """Defect 4: an average over four networks judged from one, or a 'best framework' with one
+    framework missing, is not comparable and names what is missing."""
+    claim = _shipped("gealy-cpu-latency")
+    verdict = _judge(claim, _grid(models=["vgg11"]))
+    assert verdict.verdict == NOT_COMPARABLE and verdict.observed == pytest.approx(3.0)
+    assert verdict.reason == ("covers 4 of 16 model × scale; missing: mobilenetv2 0.25, "
+                              "mobilenetv2 0.5, mobilenetv2 0.75, mobilenetv2 1, "
+                              "preact_resnet18 0.25, preact_resnet18 0.5 and 6 more")
+    best = next(c for p in load_publications() for c in p.claims
+                if c.id == "meissl-pytorch-most-efficient-gpu")
+    rows = [{"experiment": "training", "cell_id": f, "model": "vgg16", "framework": f,
+             "device": "cuda", "precision": "fp32", "freeze": 0, "batch": 32, "status": "ok",
+             "reason": "", "throughput": t}
+            for f, t in (("pytorch", 300.0), ("onnxruntime-training", 200.0))]
+    verdict = evaluate(best, SOURCE, rows, rows, "paper", "jetson-orin")
+    assert verdict.verdict == NOT_COMPARABLE and verdict.observed == "pytorch"
+    assert verdict.reason == "covers 2 of 3 framework; missing: tensorrt"
+    rows.append(rows[0] | {"cell_id": "t", "framework": "tensorrt", "throughput": 100.0})
+    assert evaluate(best, SOURCE, rows, rows, "paper", "jetson-orin").verdict == REPRODUCED
+
+
+def test_the_sources_gpu_claims_and_bounds_are_all_there():
+    """Defect 5: Gealy's GPU accuracy, latency and absolute memory claims exist; Meissl's
+    'nearly a factor of three' does not accept 3.6; interpretations are marked."""
+    ids = {c.id for p in load_publications() for c in p.claims}
+    assert {"gealy-gpu-accuracy", "gealy-gpu-latency", "gealy-gpu-runtime-memory"} <= ids
+    speedup = _shipped("meissl-freeze-plus-precision-speedup")
+    rows = [{"experiment": "training", "cell_id": f"{freeze}{precision}", "model": "vgg16",
+             "framework": "pytorch", "device": "cuda", "precision": precision,
+             "freeze": freeze, "batch": 32, "status": "ok", "reason": "", "throughput": t}
+            for freeze, precision, t in ((0, "fp32", 100.0), (10, "fp16", 360.0))]
+    verdict = evaluate(speedup, SOURCE, rows, rows, "paper", "jetson-orin")
+    assert verdict.observed == pytest.approx(3.6) and verdict.verdict == NOT_REPRODUCED
+    assert verdict.expected_text() == "2.4–3"
+    rows[1]["throughput"] = 280.0
+    assert evaluate(speedup, SOURCE, rows, rows, "paper", "jetson-orin").verdict == REPRODUCED
+    best = _shipped("meissl-pytorch-most-efficient-gpu")
+    assert "project's reading" in best.interpretation
+    with pytest.raises(ValueError):
+        _claim(operator="between", expected=3.0, upper=2.0)
+
+
+def test_cpu_claims_on_another_cpu_are_stand_in_verdicts_gpu_claims_are_not():
+    claim = _shipped("gealy-cpu-latency")
+    verdict = _judge(claim, _grid(latency_ratio=3.0))
+    assert verdict.verdict == REPRODUCED and verdict.stand_in
+    assert verdict.label == ("reproduced on stand-in hardware (x86_64 Test CPU, 2 cores, "
+                             "ONNX Runtime 1.20.1 (CPU build))")
+    assert "Cortex-A72" in verdict.named_hardware
+    assert _judge(claim, _grid(latency_ratio=2.0)).label.startswith(
+        "not reproduced on stand-in hardware")
+    on_a_pi = _judge(claim, _grid(latency_ratio=3.0), device="raspberry-pi-4")
+    assert on_a_pi.label == REPRODUCED and not on_a_pi.stand_in
+    gpu = _judge(_shipped("gealy-gpu-latency"), _grid())
+    assert gpu.verdict == NOT_COMPARABLE and not gpu.stand_in
+    assert gpu.reasons[0] == "needs jetson-tx2 or jetson-agx-xavier (this run: x86_64-generic)"
+
+
+def test_no_claim_is_reproduced_from_a_smoke_run_of_fallbacks():
+    """A whole smoke-like run (one model, uniform fallback fits, params convention) gives no
+    verdict but 'not comparable' for every shipped claim."""
+    cells = [c | {"scaling_mode": "params", "dataset": "digits", "accuracy": 0.3}
+             for c in _grid(latency_ratio=1.0, fit="uniform", models=["vgg11"])]
+    verdicts = evaluate_all(load_publications(), cells, cells, "paper",
+                            {"device_type": "x86_64-generic", "machine": "x86_64"})
+    assert {v.verdict for v in verdicts} == {NOT_COMPARABLE}

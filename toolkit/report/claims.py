@@ -1,19 +1,30 @@
 """Published claims as data (reports/published/*.toml) and their verdicts against a run.
 
 A claim names a metric, a comparison (a ratio between two groups of cells, a single value, or
-which group is best), an operator with its tolerance, the hardware it holds for and the smallest
+which group is best), an operator with its bound, the hardware it holds for and the smallest
 profile that can test it. Its verdict is "reproduced", "not reproduced" or "not comparable" with
-the reason; the observed number is shown beside the expected one whenever it can be computed.
+the reasons; the observed number is shown beside the expected one whenever it can be computed.
+
+A verdict never rests on less than the claim speaks about:
+- its scaling convention (a WIDTH ratio for Lee & Lee, a PARAMETER ratio for Gealy) must be the
+  one the cells were scaled in;
+- every (model, scale) pair or framework it `covers` must be measured;
+- a claim about NeuralScale needs every NeuralScale architecture behind it to come from a
+  power-law fit (a search that fell back to another fit measured something else);
+- on hardware other than the named one it is judged only where the claim allows a stand-in
+  (the same kind of device, e.g. another CPU for a Raspberry Pi's CPU), and that verdict is a
+  class of its own, labelled with the machine that measured it.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from toolkit.derived import metric_value
 from toolkit.device.errors import UserError
@@ -23,6 +34,11 @@ from toolkit.tomlfiles import read_toml
 PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "reports" / "published"
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"]
+# Cell settings a claim may filter on besides the grid coordinates (from each cell's settings).
+SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
+FIT = "fit"  # row field: the kind of fit a NeuralScale cell's architecture came from
+POWER_LAW = "power_law"
+MISSING_LISTED = 6  # missing pairs named in a coverage reason before "and k more"
 
 
 class _Strict(BaseModel):
@@ -48,16 +64,35 @@ class Claim(_Strict):
     pair_on: list[str] = DEFAULT_PAIR_ON
     best_of: str = ""
     higher_is_better: bool = True
-    operator: Literal["approx", "at_least", "at_most", "equals"]
+    operator: Literal["approx", "at_least", "at_most", "equals", "between"]
     expected: float | str
+    upper: float | None = None  # "between": expected <= observed <= upper
     tolerance: float = Field(0.0, ge=0)
     hardware: list[str] = []  # device types; empty: any hardware
+    # Another machine of the same kind may stand in for the named hardware (its verdict is then
+    # labelled as measured on stand-in hardware and counted apart).
+    stand_in: bool = False
     min_profile: Literal["smoke", "quick", "paper"] = "paper"
+    # "width": the claim's scales are width ratios (Lee & Lee); "params": parameter ratios
+    # (Gealy); empty: the claim is not about scaled models.
+    convention: Literal["", "width", "params"] = ""
+    # Every combination of these values must be measured (e.g. model x scale for an average).
+    covers: dict[str, list[Any]] = {}
+    interpretation: str = ""  # the project's reading of the source's words, shown as such
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Claim:
+        if self.operator == "between" and (self.upper is None or isinstance(self.expected, str)
+                                           or self.upper < float(self.expected)):
+            raise ValueError(f"claim {self.id}: 'between' needs a numeric expected <= upper")
+        return self
 
 
 class Publication(_Strict):
     source: Source
     claims: list[Claim]
+    # What each named hardware is (shown beside a stand-in verdict: what differs).
+    hardware: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -74,6 +109,7 @@ class Verdict:
     reasons: tuple[str, ...]
     n: int  # cells (value/best) or cell pairs (ratio) behind the observed number
     stand_in: str = ""
+    named_hardware: str = ""  # what the claim's own hardware is, where the source says
 
     @property
     def reason(self) -> str:
@@ -88,6 +124,8 @@ class Verdict:
 
     def expected_text(self) -> str:
         c = self.claim
+        if c.operator == "between":
+            return f"{c.expected:g}–{c.upper:g}"
         if c.operator == "approx":
             return f"{c.expected:g} ± {c.tolerance:g}"
         symbol = {"at_least": "≥", "at_most": "≤", "equals": "="}[c.operator]
@@ -129,10 +167,63 @@ def _missing(rows: list[dict[str, Any]], cells: list[dict[str, Any]], experiment
     return "no ok cells match " + ", ".join(f"{k}={v}" for k, v in conditions.items())
 
 
+def _about_neuralscale(claim: Claim) -> bool:
+    return any(side.get("method") == "neuralscale"
+               for side in (claim.filter, claim.numerator, claim.denominator))
+
+
+def _convention_rows(claim: Claim, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The rows scaled in the claim's convention, or why there are none."""
+    if not claim.convention:
+        return rows, ""
+    kept = [r for r in rows if r.get("scaling_mode") == claim.convention]
+    if rows and not kept:
+        other = sorted({str(r.get("scaling_mode") or "unrecorded") for r in rows})
+        return kept, (f"cells scaled by {' and '.join(other)} ratio; the claim's scales are "
+                      f"{claim.convention} ratios")
+    return kept, ""
+
+
+def _fallbacks(rows: list[dict[str, Any]]) -> str:
+    """Why NeuralScale rows do not stand for NeuralScale: models whose fit was no power law."""
+    bad = sorted({f"{r.get('model')} ({r.get(FIT) or 'fit not recorded'})" for r in rows
+                  if r.get("method") == "neuralscale" and r.get(FIT) != POWER_LAW})
+    return ("NeuralScale architectures not from a power-law fit: " + ", ".join(bad)) if bad else ""
+
+
+def _coverage(claim: Claim, used: list[dict[str, Any]]) -> str:
+    """Empty when every combination the claim covers is among the rows used, else which not."""
+    if not claim.covers:
+        return ""
+    keys = list(claim.covers)
+    wanted = list(itertools.product(*(claim.covers[k] for k in keys)))
+    present = {tuple(r.get(k) for k in keys) for r in used}
+    missing = [combo for combo in wanted if combo not in present]
+    if not missing:
+        return ""
+    named = ", ".join(" ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in combo)
+                      for combo in missing[:MISSING_LISTED])
+    more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
+    return (f"covers {len(wanted) - len(missing)} of {len(wanted)} {' × '.join(keys)}; "
+            f"missing: {named}{more}")
+
+
+@dataclass(frozen=True)
+class _Observation:
+    value: float | str | None
+    n: int
+    used: list[dict[str, Any]]  # the rows the value rests on
+    missing: str  # why there is no value
+
+
 def _observe(claim: Claim, rows: list[dict[str, Any]], cells: list[dict[str, Any]],
-             ) -> tuple[float | str | None, int, str]:
-    """The observed figure, how many cells or pairs it rests on, and why not if none."""
-    base = [r for r in rows if r["experiment"] == claim.experiment and _matches(r, claim.filter)]
+             ) -> _Observation:
+    """The observed figure, the rows it rests on, and why not if none."""
+    matching = [r for r in rows if r["experiment"] == claim.experiment
+                and _matches(r, claim.filter)]
+    base, wrong_convention = _convention_rows(claim, matching)
+    if wrong_convention:
+        return _Observation(None, 0, [], wrong_convention)
 
     def values(group: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
         found = [(r, metric_value(r, claim.metric)) for r in group]
@@ -141,35 +232,44 @@ def _observe(claim: Claim, rows: list[dict[str, Any]], cells: list[dict[str, Any
     if claim.comparison == "value":
         measured = values(base)
         if not measured:
-            return None, 0, (f"{claim.metric} not measured" if base
-                             else _missing(rows, cells, claim.experiment, claim.filter))
-        return sum(v for _, v in measured) / len(measured), len(measured), ""
+            return _Observation(None, 0, [], f"{claim.metric} not measured" if base
+                                else _missing(rows, cells, claim.experiment, claim.filter))
+        return _Observation(sum(v for _, v in measured) / len(measured), len(measured),
+                            [r for r, _ in measured], "")
     if claim.comparison == "best":
         groups: dict[Any, list[float]] = {}
-        for row, value in values(base):
+        measured = values(base)
+        for row, value in measured:
             groups.setdefault(row.get(claim.best_of), []).append(value)
         if len(groups) < 2:
-            return None, 0, (f"fewer than two {claim.best_of} values measured"
-                             if base else _missing(rows, cells, claim.experiment, claim.filter))
+            return _Observation(None, 0, [r for r, _ in measured],
+                                f"fewer than two {claim.best_of} values measured" if base
+                                else _missing(rows, cells, claim.experiment, claim.filter))
         means = {key: sum(v) / len(v) for key, v in groups.items()}
         pick = max if claim.higher_is_better else min
-        return str(pick(means, key=means.__getitem__)), sum(map(len, groups.values())), ""
+        return _Observation(str(pick(means, key=means.__getitem__)),
+                            sum(map(len, groups.values())), [r for r, _ in measured], "")
     numerator = values([r for r in base if _matches(r, claim.numerator)])
-    denominator = {tuple(r.get(k) for k in claim.pair_on): v
+    denominator = {tuple(r.get(k) for k in claim.pair_on): (r, v)
                    for r, v in values([r for r in base if _matches(r, claim.denominator)])}
-    ratios = [v / denominator[key] for r, v in numerator
-              if (key := tuple(r.get(k) for k in claim.pair_on)) in denominator
-              and denominator[key] > 0 and v > 0]
+    ratios, used = [], []
+    for row, value in numerator:
+        partner = denominator.get(tuple(row.get(k) for k in claim.pair_on))
+        if partner is not None and partner[1] > 0 and value > 0:
+            ratios.append(value / partner[1])
+            used += [row, partner[0]]
     if not ratios:
         for side in (claim.numerator, claim.denominator):
             group = [r for r in base if _matches(r, side)]
             if not group:
-                return None, 0, _missing(rows, cells, claim.experiment, claim.filter | side)
+                return _Observation(None, 0, [], _missing(rows, cells, claim.experiment,
+                                                          claim.filter | side))
             if not values(group):
-                return None, 0, f"{claim.metric} not measured"
-        return None, 0, f"no pairs of cells that agree on {', '.join(claim.pair_on)}"
+                return _Observation(None, 0, [], f"{claim.metric} not measured")
+        return _Observation(None, 0, [], "no pairs of cells that agree on "
+                            + ", ".join(claim.pair_on))
     geomean = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
-    return geomean, len(ratios), ""
+    return _Observation(geomean, len(ratios), used, "")
 
 
 def _holds(claim: Claim, observed: float | str) -> bool:
@@ -178,35 +278,73 @@ def _holds(claim: Claim, observed: float | str) -> bool:
     expected, value = float(claim.expected), float(observed)
     if claim.operator == "approx":
         return abs(value - expected) <= claim.tolerance
+    if claim.operator == "between":
+        return expected <= value <= float(claim.upper or expected)
     return value >= expected if claim.operator == "at_least" else value <= expected
 
 
+def describe_machine(environment: dict[str, Any]) -> str:
+    """The measuring machine in a few words: ISA, CPU, cores, ONNX Runtime build."""
+    parts = [str(environment.get("machine") or "unknown ISA")]
+    if environment.get("cpu"):
+        parts[0] += f" {environment['cpu']}"
+    cores = environment.get("cores_usable") or environment.get("cores")
+    if cores:
+        parts.append(f"{cores} cores")
+    ort = (environment.get("packages") or {}).get("onnxruntime")
+    if ort:
+        parts.append(f"ONNX Runtime {ort} (CPU build)")
+    return ", ".join(parts)
+
+
 def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
-             cells: list[dict[str, Any]], profile: str, device_type: str) -> Verdict:
-    """One claim against one run: rows are ok cells with coordinates and metrics."""
-    observed, n, missing = _observe(claim, rows, cells)
-    reasons = []
+             cells: list[dict[str, Any]], profile: str, device_type: str,
+             environment: dict[str, Any] | None = None,
+             hardware_notes: dict[str, str] | None = None) -> Verdict:
+    """One claim against one run: rows are ok cells with coordinates, settings and metrics."""
+    observation = _observe(claim, rows, cells)
+    reasons, stand_in = [], ""
     if claim.hardware and device_type not in claim.hardware:
-        reasons.append(f"measured on {device_type}; the claim holds for "
-                       f"{', '.join(claim.hardware)}")
+        if claim.stand_in:
+            stand_in = describe_machine(environment or {"machine": device_type})
+        else:
+            reasons.append(f"needs {' or '.join(claim.hardware)} (this run: {device_type})")
     if PROFILES.index(profile) < PROFILES.index(claim.min_profile):
-        reasons.append(f"profile {profile} is smaller than the {claim.min_profile} profile "
-                       "the claim needs")
-    if missing:
-        reasons.append(missing)
+        reasons.append(f"needs the {claim.min_profile} profile (this run: {profile})")
+    if observation.missing:
+        reasons.append(observation.missing)
+    else:
+        for problem in (_coverage(claim, observation.used),
+                        _fallbacks(observation.used) if _about_neuralscale(claim) else ""):
+            if problem:
+                reasons.append(problem)
+    notes = hardware_notes or {}
+    named = "; ".join(notes[h] for h in claim.hardware if h in notes)
     if reasons:
-        return Verdict(claim, source, NOT_COMPARABLE, observed, tuple(reasons), n)
-    verdict = REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED
-    return Verdict(claim, source, verdict, observed, (), n)
+        return Verdict(claim, source, NOT_COMPARABLE, observation.value, tuple(reasons),
+                       observation.n, stand_in, named)
+    verdict = REPRODUCED if _holds(claim, observation.value) else NOT_REPRODUCED
+    return Verdict(claim, source, verdict, observation.value, (), observation.n, stand_in, named)
 
 
 def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
+             settings: dict[str, dict[str, Any]] | None = None,
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(ok cells with their metrics as columns, every cell) from a run's tables."""
+    """(ok cells with their metrics as columns, every cell) from a run's tables.
+
+    `settings` (cell id -> the settings the cell ran with, from its result file) adds what
+    claims filter on beyond the grid: the data set, class count, scaling convention and, for a
+    NeuralScale cell, the kind of fit its architecture was solved from."""
     all_cells = cells.to_dicts()
     metrics: dict[str, dict[str, float]] = {}
     for cell_id, metric, value in records.select("cell_id", "metric", "value").iter_rows():
         metrics.setdefault(cell_id, {})[metric] = value
+    for cell in all_cells:
+        ran_with = (settings or {}).get(cell["cell_id"]) or {}
+        cell.update({name: ran_with[name] for name in SETTING_FIELDS if name in ran_with})
+        solution = ran_with.get("neuralscale_solution") or {}
+        if solution.get("fit"):
+            cell[FIT] = solution["fit"]
     rows = [c | metrics.get(c["cell_id"], {}) for c in all_cells if c["status"] == "ok"]
     return rows, all_cells
 
@@ -216,5 +354,6 @@ def evaluate_all(publications: list[Publication], rows: list[dict[str, Any]],
                  ) -> list[Verdict]:
     """Every claim against one run; `environment` is the run manifest's host description."""
     device_type = str(environment.get("device_type", "unknown"))
-    return [evaluate(claim, publication.source, rows, cells, profile, device_type)
+    return [evaluate(claim, publication.source, rows, cells, profile, device_type, environment,
+                     publication.hardware)
             for publication in publications for claim in publication.claims]

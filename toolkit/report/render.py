@@ -22,6 +22,7 @@ from toolkit.derived import DERIVED, RUNTIME_MEMORY, metric_value
 from toolkit.experiments.cells import COORDINATES
 from toolkit.report import charts, claims
 from toolkit.report.architectures import architectures
+from toolkit.results import RunStore
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -187,7 +188,9 @@ def _verdicts(manifest: dict, run_dir: Path, cells: pl.DataFrame) -> dict[str, A
     records = (pl.read_parquet(records_path) if records_path.exists()
                else pl.DataFrame(schema={"cell_id": pl.String, "metric": pl.String,
                                          "value": pl.Float64}))
-    rows, all_cells = claims.run_rows(cells, records)
+    rows, all_cells = claims.run_rows(cells, records, {
+        cell_id: payload.get("settings") or {}
+        for cell_id, payload in RunStore(run_dir).cell_results().items()})
     environment = manifest.get("environment", {})
     verdicts = claims.evaluate_all(claims.load_publications(), rows, all_cells,
                                    manifest.get("profile", "smoke"), environment)
