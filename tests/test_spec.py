@@ -94,3 +94,19 @@ def test_a_kept_neuralscale_search_must_exist(tmp_path):
         specs.resolve(specs.load_spec(spec), "smoke")
     assert "no NeuralScale artifact at 'no/such.json' (a search's JSON file, or a directory" \
         in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_scaling_mode_axis_measures_both_conventions_in_one_run():
+    """Lee & Lee's r is a width ratio, Gealy's a parameter ratio: the optional grid axis gives
+    cells of both, each with its own widths; without the axis no cell has the coordinate (so the
+    ids of existing runs stay what they were)."""
+    spec = specs.load_spec(TINY_SPEC)
+    plain = expand(specs.resolve(spec, "smoke"))
+    assert all("scaling_mode" not in c.coords for c in plain)
+    both = expand(specs.resolve(spec, "smoke", {"scaling_mode": ["width", "params"],
+                                                "scale": [0.25]}))
+    by_mode = {c.coords["scaling_mode"]: c for c in both if c.coords["method"] == "uniform"}
+    assert {c.settings["scaling_mode"] for c in by_mode.values()} == {"width", "params"}
+    assert by_mode["width"].settings["widths"] != by_mode["params"].settings["widths"]
+    with pytest.raises(UserError, match="scaling_mode"):
+        specs.resolve(spec, "smoke", {"scaling_mode": ["flops"]})

@@ -12,8 +12,9 @@ from toolkit.device import models
 from toolkit.experiments.spec import ResolvedExperiment
 
 # Every coordinate any experiment kind has, with its type, in display order: one place for these.
-COORDINATES: dict[str, type] = {"model": str, "method": str, "scale": float, "framework": str,
-                                "device": str, "precision": str, "freeze": int, "batch": int}
+COORDINATES: dict[str, type] = {"model": str, "method": str, "scale": float, "scaling_mode": str,
+                                "framework": str, "device": str, "precision": str, "freeze": int,
+                                "batch": int}
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -66,6 +67,8 @@ def resolve_widths(model: str, method: str, scale: float, mode: str, classes: in
 def _cell_settings(kind: str, base: dict[str, Any], coords: dict[str, Any]) -> dict[str, Any]:
     """The settings one cell runs with, including the width list of its model."""
     if kind == "inference":
+        if "scaling_mode" in coords:  # the grid axis overrides the setting
+            base = base | {"scaling_mode": coords["scaling_mode"]}
         widths = resolve_widths(coords["model"], coords["method"], coords["scale"],
                                 base["scaling_mode"], base["classes"])
     else:  # training retrains the full-width model on the experiment's data set
@@ -76,7 +79,8 @@ def _cell_settings(kind: str, base: dict[str, Any], coords: dict[str, Any]) -> d
 
 def expand(experiment: ResolvedExperiment) -> list[Cell]:
     """Every grid combination as a cell, settings resolved for this machine."""
-    grid = experiment.grid.model_dump()
+    grid = {axis: values for axis, values in experiment.grid.model_dump().items()
+            if values is not None}  # an optional axis left out is no axis
     base = experiment.settings.model_dump(mode="json")
     base["threads"] = base["threads"] or os.cpu_count() or 1
     axes = list(grid)

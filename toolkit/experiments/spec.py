@@ -20,6 +20,7 @@ PROFILES = ("smoke", "quick", "paper")
 Framework = Literal["onnxruntime", "pytorch", "onnxruntime-training", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16"]
 Device = Literal["cpu", "cuda"]
+ScalingMode = Literal["width", "params"]
 PositiveInts = list[Annotated[int, Field(ge=1)]]
 
 
@@ -54,6 +55,9 @@ class InferenceGrid(_Grid):
     model: list[str] = Field(min_length=1)
     method: list[Literal["uniform", "neuralscale"]] = Field(min_length=1)
     scale: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1)
+    # Optional axis: measure both scaling conventions in one run (a width ratio as Lee & Lee,
+    # a parameter ratio as Gealy); absent, every cell uses settings.scaling_mode.
+    scaling_mode: list[ScalingMode] | None = Field(None, min_length=1)
     framework: list[Framework] = Field(min_length=1)
     device: list[Device] = Field(min_length=1)
     precision: list[Precision] = Field(min_length=1)
@@ -84,7 +88,7 @@ class _Settings(_Strict):
 class InferenceSettings(_Settings):
     """Fixed parameters of an inference experiment, recorded with every cell."""
 
-    scaling_mode: Literal["width", "params"] = "width"
+    scaling_mode: ScalingMode = "width"
     dataset: Dataset = Field("digits", description="for the search and the accuracy training")
     accuracy_training: dict[str, object] = Field(
         {}, description="training_config overrides; empty: accuracy is not measured")
