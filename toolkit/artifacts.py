@@ -80,11 +80,21 @@ def _ensure(job: dict[str, Any], run: JobRunner, timeout: float) -> Path:
 
 
 def kept_search(path: Path, cell: Cell) -> Path:
-    """The search artifact of the cell's model and class count: `path` itself, or the one in
-    the directory `path` (another run's results/<run>/neuralscale/)."""
+    """The search artifact of the cell's model and class count: `path` itself, the one in the
+    directory `path` (another run's results/<run>/neuralscale/), or with Path("published") the
+    paper's searches shipped in toolkit/device/scaling/published/. Where several match, the one
+    searched on the cell's data set (else the first by name)."""
     model, classes = cell.settings["model"], cell.settings["classes"]
+    if path == Path("published"):  # the word the spec keeps (a real path is absolute there)
+        from toolkit.device.scaling import published
+
+        reason = published.unavailable(model, classes)
+        if reason is not None:
+            raise PreparationFailed(f"no published NeuralScale search of {model} ({classes} "
+                                    f"classes): {reason}")
+        path = Path(published.PUBLISHED_DIR)
     candidates = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    found = []
+    found, matches = [], []
     for candidate in candidates:
         try:
             artifact = json.loads(candidate.read_text())
@@ -92,8 +102,15 @@ def kept_search(path: Path, cell: Cell) -> Path:
             raise PreparationFailed(f"cannot read NeuralScale artifact {candidate}: "
                                     f"{error}") from None
         if (artifact.get("model"), artifact.get("classes")) == (model, classes):
-            return candidate
+            dataset = artifact.get("dataset")
+            matches.append((candidate, dataset.get("name") if isinstance(dataset, dict)
+                            else dataset))
         found.append(f"{artifact.get('model')} ({artifact.get('classes')} classes)")
+    for candidate, dataset in matches:
+        if dataset == cell.settings.get("dataset"):
+            return candidate
+    if matches:
+        return matches[0][0]
     raise PreparationFailed(f"no NeuralScale search of {model} ({classes} classes) in {path}; "
                             f"it holds: {', '.join(found) or 'no .json file'}")
 

@@ -95,7 +95,8 @@ class InferenceSettings(_Settings):
     neuralscale: dict[str, object] = Field(
         {"profile": "paper"}, description="search_config profile and overrides; or `artifact`: "
         "a kept search (JSON) or a directory of them (results/<run>/neuralscale/) to use "
-        "instead of searching")
+        "instead of searching, or \"published\": the paper's searches (eugenelet/NeuralScale) "
+        "shipped in toolkit/device/scaling/published/")
     cpu_mem_arena: bool = True
     mem_pattern: bool = True
     opset: int = Field(17, ge=7, le=21)
@@ -120,11 +121,14 @@ class InferenceSettings(_Settings):
 
         options = dict(config)
         artifact = options.pop("artifact", None)
+        if artifact == "published":  # the paper's searches, shipped (artifacts.kept_search)
+            return {"artifact": "published"}
         if artifact is not None:
             path = Path(str(artifact)).expanduser().resolve()
             if not path.exists():
                 raise ValueError(f"no NeuralScale artifact at '{artifact}' (a search's JSON "
-                                 "file, or a directory of them such as results/<run>/neuralscale)")
+                                 "file, or a directory of them such as results/<run>/neuralscale,"
+                                 " or \"published\" for the paper's searches)")
             return {"artifact": str(path)}
         try:
             search_config(str(options.pop("profile", "paper")), **options)
