@@ -46,21 +46,6 @@ def test_fit_uses_the_parameter_count_of_each_record():
     assert np.corrcoef(powers, fit["beta"])[0, 1] > 0.9
 
 
-def test_fewer_than_six_records_fall_back_to_uniform():
-    ref = models.scale_widths("vgg11", 0.5)
-    records = [models.scale_widths("vgg11", m) for m in (0.4, 0.3, 0.2, 0.1, 0.05)]
-    fit = ns.fit_power_law("vgg11", records, reference=ref)
-    assert fit["kind"] == "uniform" and "5 width records < 6" in fit["fallback"]
-    assert fit["reference"] == ref
-    # the uniform fit reproduces the reference at its own size and scales it uniformly
-    assert ns.widths_at(fit, models.count_params("vgg11", ref)) == ref
-    solved = ns.solve_widths("vgg11", fit, ns.target_params("vgg11", 0.25))
-    assert abs(solved["error"]) < 0.01
-    assert solved["widths"] == pytest.approx([w / 2 for w in ref], abs=1.5)
-    with pytest.raises(UserError, match="no reference"):
-        ns.fit_power_law("vgg11", records)
-
-
 # --------------------------------------------------------------------------------------- solver
 
 
@@ -158,14 +143,16 @@ def test_gate_importance_equals_a_hand_computation():
     assert sum(g.widths()) == sum(widths) - 3
 
 
-def test_pruning_stops_before_a_layer_loses_its_last_channel():
+@pytest.mark.parametrize("rule, stop", [("one_channel", "layer 0 has one live channel"),
+                                        ("empty_layer", "layer 0 would lose its last channel")])
+def test_pruning_stops_before_a_layer_loses_its_last_channel(rule, stop):
     from toolkit.device.scaling import gates
 
     net = models.build_model("vgg11", [1, 2, 2, 2, 2, 2, 2, 2], classes=3)
     g = gates.Gates("vgg11", net)
     g._sum = [None] * 8  # all importances zero: ties broken by position -> layer 0 first
-    out = g.prune_least_important(2)
-    assert out["removed"] == 0 and "layer 0 would lose its last channel" in out["stop"]
+    out = g.prune_least_important(2, rule)
+    assert out["removed"] == 0 and stop in out["stop"]
     assert g.widths() == [1, 2, 2, 2, 2, 2, 2, 2]
 
 
@@ -212,6 +199,9 @@ def test_search_config():
     cfg = ns.search_config()
     assert (cfg["iterations"], cfg["window"], cfg["prune_per_step"], cfg["warmup_epochs"],
             cfg["max_prune_fraction"], cfg["min_records"]) == (15, 50, 10, 10, 0.95, 6)
+    assert (cfg["prune_stop"], cfg["few_records_fit"], cfg["search_width_bump"],
+            cfg["search_width_bump_models"]) == (
+        "one_channel", "constant", 10, ["mobilenetv2", "preact_resnet18", "resnet50"])
     assert ns.search_config("smoke", iterations=1)["iterations"] == 1
     with pytest.raises(UserError, match="unknown NeuralScale setting"):
         ns.search_config(windw=3)
@@ -271,8 +261,10 @@ def test_descent_end_to_end_on_digits(tmp_path):
     assert first["start_widths"] == models.scale_widths("vgg11", 0.125)
     assert len(first["records"]) >= 6 and first["fit"]["kind"] == "power_law"
     assert all(len(r) == 8 and min(r) >= 1 for r in first["records"])
-    # records are taken once every layer lost a channel and shrink step by step
+    # records are taken once every layer lost a channel and shrink step by step; pruning ends
+    # at the first step after a layer is down to one channel
     assert all(w < s for w, s in zip(first["records"][0], first["start_widths"], strict=True))
+    assert all(min(r) > 1 for r in first["records"][:-1]) and min(first["final_widths"]) == 1
     assert [sum(r) for r in first["records"]] == sorted((sum(r) for r in first["records"]),
                                                         reverse=True)
     # the second iteration starts from the first fit solved at the base size
@@ -284,8 +276,167 @@ def test_descent_end_to_end_on_digits(tmp_path):
     if fit["kind"] == "power_law":
         assert all(np.isfinite(fit["beta"])) and len(fit["r2"]) == 8
     for entry in art["architectures"]:
-        assert abs(entry["params"] - entry["target"]) <= 0.01 * entry["target"]
+        if fit["kind"] == "constant":  # VGG: the same widths at every target
+            assert entry["widths"] == fit["widths"]
+        else:
+            assert abs(entry["params"] - entry["target"]) <= 0.01 * entry["target"]
     path = ns.save_artifact(art, str(tmp_path / "vgg11.json"))
     loaded = ns.load_artifact(path)
     assert ns.widths_for_ratio(loaded, 0.5)["widths"] == ns.widths_for_ratio(art, 0.5)["widths"]
     assert "neuralscale vgg11 epoch" in log.getvalue()
+
+
+# ------------------------------------------------- the public code's rules (eugenelet/NeuralScale)
+
+
+def _gates(widths, importance):
+    """vgg11 gates on `widths` with a given window importance per channel."""
+    import torch
+
+    from toolkit.device.scaling import gates
+
+    g = gates.Gates("vgg11", models.build_model("vgg11", widths, classes=3))
+    g._sum = [torch.tensor(v, dtype=torch.float64) for v in importance]
+    g.batches = 1
+    return g
+
+
+def test_pruning_stops_at_the_first_step_that_finds_a_layer_with_one_channel():
+    """prune.py compute_saliency: before zeroing each selected channel of a layer (in layer order,
+    a layer's pruned channels first) it stops if that layer has one live channel left; the step
+    that brought it there completed, removals of earlier layers in the stopping step stay."""
+    importance = [[5, 5, 5], [0.5, 5, 5], [0.1, 0.2, 5], [5, 5], [5, 5], [1, 5], [5, 5], [5, 5]]
+    g = _gates([3, 3, 3, 2, 2, 2, 2, 2], importance)
+    assert g.prune_least_important(2) == {"removed": 2, "stop": None}  # layer 2 down to 1
+    assert g.widths() == [3, 3, 1, 2, 2, 2, 2, 2]
+    out = g.prune_least_important(1)  # layer 1 comes before layer 2: removed, then the stop
+    assert out["removed"] == 1 and "layer 2 has one live channel" in out["stop"]
+    assert g.widths() == [3, 2, 1, 2, 2, 2, 2, 2]
+    out = g.prune_least_important(1)  # layer 5 comes after layer 2: nothing removed
+    assert out["removed"] == 0 and "layer 2 has one live channel" in out["stop"]
+    assert g.widths() == [3, 2, 1, 2, 2, 2, 2, 2]
+    # a step selecting every live channel of a layer removes all but one, then stops
+    g = _gates([3, 3, 3, 2, 2, 2, 2, 2], importance[:3] + [[0.01, 0.02]] + importance[4:])
+    out = g.prune_least_important(2)
+    assert out["removed"] == 1 and "layer 3" in out["stop"]
+    assert g.widths() == [3, 3, 3, 1, 2, 2, 2, 2]
+
+
+def test_the_earlier_stop_rule_is_a_named_setting():
+    importance = [[5, 5, 5], [0.5, 5, 5], [0.1, 0.2, 5], [5, 5], [5, 5], [1, 5], [5, 5], [5, 5]]
+    g = _gates([3, 3, 3, 2, 2, 2, 2, 2], importance)
+    g.prune_least_important(2, stop_rule="empty_layer")
+    assert g.prune_least_important(1, stop_rule="empty_layer") == {"removed": 1, "stop": None}
+    g = _gates([3, 3, 3, 2, 2, 2, 2, 2], importance[:3] + [[0.01, 0.02]] + importance[4:])
+    out = g.prune_least_important(2, stop_rule="empty_layer")
+    assert out["removed"] == 0 and "layer 3 would lose its last channel" in out["stop"]
+    assert ns.search_config()["prune_stop"] == "one_channel"
+    assert ns.search_config(prune_stop="empty_layer")["prune_stop"] == "empty_layer"
+    with pytest.raises(UserError, match="prune_stop"):
+        ns.search_config(prune_stop="never")
+
+
+def test_prune_search_ends_one_step_after_a_layer_reaches_one_channel():
+    from toolkit.device import data
+    from toolkit.device.scaling import gates
+
+    per = 4
+    cfg = ns.search_config("smoke", epochs=20, warmup_epochs=0, window=1, prune_per_step=per,
+                           batch=16, max_batches_per_epoch=4, augment=False)
+    start = [8] * 8
+    out = gates.prune_search("vgg11", start, data.synthetic(64, 16, classes=3), cfg,
+                             log=io.StringIO())
+    assert "one live channel" in out["stop_reason"] and out["pruning_stopped"]
+    # the step that took a layer to one channel is recorded, and it is the last step
+    records = out["records"]
+    assert records and min(records[-1]) == 1 and all(min(r) > 1 for r in records[:-1])
+    # the stopping step keeps what it removed before reaching that layer
+    removed = sum(start) - sum(out["final_widths"])
+    assert out["removal_steps"] * per <= removed < (out["removal_steps"] + 1) * per
+    assert all(f <= r for f, r in zip(out["final_widths"], records[-1], strict=True))
+
+
+def test_fewer_than_six_records_keep_the_first_record_as_a_constant_architecture():
+    """fit_params.py: with fewer than 6 records alpha = the first record, beta = 0."""
+    ref = models.scale_widths("vgg11", 0.5)
+    records = [models.scale_widths("vgg11", m) for m in (0.4, 0.3, 0.2, 0.1, 0.05)]
+    fit = ns.fit_power_law("vgg11", records, reference=ref)
+    assert fit["kind"] == "constant" and "5 width records < 6" in fit["fallback"]
+    assert fit["alpha"] == records[0] and fit["beta"] == [0.0] * 8
+    assert fit["widths"] == records[0] and fit["n_records"] == 5
+    assert ns.widths_at(fit, 1.0) == ns.widths_at(fit, 1e9) == records[0]
+    # VGG (beta = 0 leaves the public solver's tau where it starts): the first record at any
+    # target, the miss recorded
+    for ratio in (0.25, 1.0):
+        target = ns.target_params("vgg11", ratio)
+        solved = ns.solve_widths("vgg11", fit, target)
+        assert solved["widths"] == records[0] and solved["target"] == target
+        assert solved["error"] == pytest.approx(
+            models.count_params("vgg11", records[0]) / target - 1)
+    art = {"model": "vgg11", "classes": 10, "final_fit": fit}
+    assert ns.widths_for_ratio(art, 0.5)["kind"] == "constant"
+    # MobileNetV2 and the ResNets (their np.sum(beta) == 0 branch): the first record scaled
+    # uniformly to the target
+    first = models.scale_widths("mobilenetv2", 0.3)
+    mfit = ns.fit_power_law("mobilenetv2", [first, models.scale_widths("mobilenetv2", 0.2)])
+    assert mfit["kind"] == "constant" and mfit["widths"] == first
+    solved = ns.solve_widths("mobilenetv2", mfit, ns.target_params("mobilenetv2", 0.6))
+    assert abs(solved["error"]) <= 0.01
+    assert solved["widths"] == pytest.approx([2 * w for w in first], rel=0.1, abs=1.5)
+
+
+def test_no_records_fit_the_widths_at_the_stop_else_uniform():
+    """architecture_descent.py train(): no record -> the widths when pruning stopped are saved
+    (force_save) and fit_params.py keeps them, beta = 0; without them there is no public answer
+    and the start architecture is scaled uniformly."""
+    ref = models.scale_widths("vgg11", 0.5)
+    stop = models.scale_widths("vgg11", 0.3)
+    fit = ns.fit_power_law("vgg11", [], reference=ref, stop_widths=stop)
+    assert fit["kind"] == "constant" and fit["widths"] == stop and fit["n_records"] == 0
+    fit = ns.fit_power_law("vgg11", [], reference=ref)
+    assert fit["kind"] == "uniform" and "no public" in fit["fallback"]
+    assert ns.widths_at(fit, models.count_params("vgg11", ref)) == ref
+    with pytest.raises(UserError, match="no reference"):
+        ns.fit_power_law("vgg11", [])
+
+
+def test_the_earlier_uniform_fallback_is_a_named_setting():
+    ref = models.scale_widths("vgg11", 0.5)
+    records = [models.scale_widths("vgg11", m) for m in (0.4, 0.3, 0.2, 0.1, 0.05)]
+    fit = ns.fit_power_law("vgg11", records, reference=ref, few_records="uniform")
+    assert fit["kind"] == "uniform" and "5 width records < 6" in fit["fallback"]
+    assert fit["reference"] == ref
+    solved = ns.solve_widths("vgg11", fit, ns.target_params("vgg11", 0.25))
+    assert abs(solved["error"]) < 0.01
+    assert solved["widths"] == pytest.approx([w / 2 for w in ref], abs=1.5)
+    assert ns.search_config()["few_records_fit"] == "constant"
+    with pytest.raises(UserError, match="few_records_fit"):
+        ns.search_config(few_records_fit="linear")
+
+
+def _tiny_layer_fit(model, classes=10):
+    """A fit whose solution at the search base keeps layer 1 below 10 channels."""
+    base = models.scale_widths(model, 1.0)
+    ref = base[:1] + [4] + base[2:]
+    fit = ns.uniform_fit(model, ref, classes)
+    fit["kind"] = "power_law"
+    return fit
+
+
+@pytest.mark.parametrize("model, bumped", [("vgg11", False), ("vgg16", False),
+                                           ("mobilenetv2", True), ("preact_resnet18", True),
+                                           ("resnet50", True)])
+def test_the_search_width_bump_follows_the_public_per_model_rule(model, bumped):
+    """architecture_descent.py builds the next network with search=True: MobileNetV2 and
+    PreActResNet18 add 10 to solved widths below 10 then, VGG never does."""
+    cfg = ns.search_config()
+    fit = _tiny_layer_fit(model)
+    target = models.count_params(model, models.scale_widths(model, 1.0))
+    solved = ns.solve_widths(model, fit, target)["widths"]
+    assert solved[1] < 10
+    start = ns.search_start_widths(model, fit, cfg, 10)
+    assert start == [w + 10 if bumped and w < 10 else w for w in solved]
+    everyone = ns.search_config(search_width_bump_models=list(models.MODEL_NAMES))
+    assert ns.search_start_widths(model, fit, everyone, 10)[1] == solved[1] + 10
+    with pytest.raises(UserError, match="search_width_bump_models"):
+        ns.search_config(search_width_bump_models=["vgg19"])

@@ -36,6 +36,9 @@ from torch import nn
 
 from .. import models
 from ..training import pytorch_accuracy as training
+from .neuralscale import PRUNE_STOPS
+
+_ONE_LEFT = "layer {} has one live channel (eugenelet/NeuralScale prune.py stop)"
 
 
 def gate_points(model: str, net: nn.Module) -> List[nn.Module]:
@@ -115,10 +118,21 @@ class Gates(object):
         self._sum = [None] * len(self.gates)
         self.batches = 0
 
-    def prune_least_important(self, n: int) -> Dict[str, Any]:
+    def prune_least_important(self, n: int, stop_rule: str = "one_channel") -> Dict[str, Any]:
         """Remove the n live channels of lowest window importance, globally (no per-layer
-        normalisation; ties broken by position). If that would remove a layer's last live
-        channel nothing is removed and "stop" says so. Returns {"removed", "stop"}."""
+        normalisation; ties broken by position). Returns {"removed", "stop"}.
+
+        stop_rule "one_channel" follows eugenelet/NeuralScale prune.py (compute_saliency): layer
+        by layer, before zeroing each selected channel it ends the search if that layer has one
+        live channel, and a layer's pruned channels (importance 0) always count as selected. So
+        the step that takes a layer down to one channel completes, the next step stops, a step
+        selecting every live channel of a layer removes all but one and stops, and removals made
+        earlier in a stopping step stay. "empty_layer" (the toolkit's earlier rule): a step that
+        would empty a layer removes nothing and stops.
+        """
+        if stop_rule not in PRUNE_STOPS:
+            raise ValueError("stop_rule must be one of {}, got {!r}".format(PRUNE_STOPS,
+                                                                           stop_rule))
         crit = self.window_importance()
         layer_of, index_of, value = [], [], []
         for layer, (g, c) in enumerate(zip(self.gates, crit)):  # noqa: B905 (Python 3.6)
@@ -128,16 +142,27 @@ class Gates(object):
             value += c[live].tolist()
         order = np.argsort(np.asarray(value), kind="stable")[:int(n)]
         chosen: Dict[int, List[int]] = {}
-        for k in order:
+        for k in order:  # per layer in ascending importance, as the public loop visits them
             chosen.setdefault(layer_of[k], []).append(index_of[k])
         live_now = self.widths()
-        for layer, idx in chosen.items():
-            if len(idx) >= live_now[layer]:
-                return {"removed": 0, "stop": "layer {} would lose its last channel".format(layer)}
-        with torch.no_grad():
+        if stop_rule == "empty_layer":
             for layer, idx in chosen.items():
-                self.gates[layer][torch.as_tensor(idx, dtype=torch.long)] = 0.0
-        return {"removed": len(order), "stop": None}
+                if len(idx) >= live_now[layer]:
+                    return {"removed": 0,
+                            "stop": "layer {} would lose its last channel".format(layer)}
+        removed = 0
+        with torch.no_grad():
+            for layer, live in enumerate(live_now):
+                pruned = live < len(self.gates[layer])
+                if stop_rule == "one_channel" and pruned and live == 1:
+                    return {"removed": removed, "stop": _ONE_LEFT.format(layer)}
+                for channel in chosen.get(layer, []):
+                    if live == 1:  # "empty_layer" never gets here: checked above
+                        return {"removed": removed, "stop": _ONE_LEFT.format(layer)}
+                    self.gates[layer][channel] = 0.0
+                    live -= 1
+                    removed += 1
+        return {"removed": removed, "stop": None}
 
 
 def _channels(point: nn.Module) -> int:
@@ -178,10 +203,12 @@ def prune_search(model: str, widths: Sequence[int], dataset, cfg: Dict[str, Any]
     """Train build_model(model, widths, classes, seed) with gates; after cfg["warmup_epochs"]
     epochs accumulate importance every minibatch and, every cfg["window"] minibatches, remove
     cfg["prune_per_step"] channels globally. Stops when max_prune_fraction of the channels are
-    gone, when a layer would lose its last channel, or after cfg["epochs"] epochs.
+    gone, by cfg["prune_stop"] (Gates.prune_least_important), or after cfg["epochs"] epochs.
 
-    Returns {"records": width lists after each removal step once every layer has lost a channel,
-    "final_widths", "stop_reason", "removal_steps", "epochs", "minibatches", "seconds"}.
+    Returns {"records": width lists after each completed removal step once every layer has lost
+    a channel, "final_widths" (live widths at the end, a stopping step's removals included),
+    "stop_reason", "pruning_stopped" (False: the epoch limit ended it), "removal_steps",
+    "epochs", "minibatches", "seconds"}.
     """
     log = sys.stderr if log is None else log
     started = time.time()
@@ -207,7 +234,7 @@ def prune_search(model: str, widths: Sequence[int], dataset, cfg: Dict[str, Any]
                 state["stop"] = "removed {} of {} channels (max fraction {})".format(
                     removed, total, cfg["max_prune_fraction"])
                 return False
-            outcome = gates.prune_least_important(n)
+            outcome = gates.prune_least_important(n, cfg["prune_stop"])
             gates.reset_window()
             if outcome["stop"]:
                 state["stop"] = outcome["stop"]
@@ -242,6 +269,7 @@ def prune_search(model: str, widths: Sequence[int], dataset, cfg: Dict[str, Any]
         gates.remove()
     return {"records": state["records"], "final_widths": final,
             "stop_reason": state["stop"] or "epoch limit {} reached".format(cfg["epochs"]),
+            "pruning_stopped": state["stop"] is not None,
             "removal_steps": state["steps"], "epochs": epoch, "minibatches": state["batches"],
             "channels": total, "seconds": round(time.time() - started, 3)}
 

@@ -1,11 +1,12 @@
-"""NeuralScale (Lee & Lee, CVPR 2020) as its public code implements it (DESIGN.md section 4).
+"""NeuralScale (Lee & Lee, CVPR 2020) as its public code, eugenelet/NeuralScale, implements it.
 
 Pipeline:
   1. prune:  train the network with fixed channel gates, remove the globally least important
              channels (Taylor-FO on the gates) window by window, record every layer's width after
              each removal step once every layer has lost a channel (`gates.prune_search`);
   2. fit:    per layer phi_i(tau) = alpha_i * tau ** beta_i, least squares on ln phi vs ln tau,
-             tau = parameter count of the recorded architecture (`fit_power_law`);
+             tau = parameter count of the recorded architecture (`fit_power_law`); with fewer
+             than 6 records a constant architecture (beta = 0), as the public fit_params.py;
   3. solve:  the tau whose architecture max(1, int(alpha_i * tau ** beta_i)) has the target
              parameter count (`solve_widths`, bisection on ln tau, within 1 %);
   4. descent: repeat 1-2 `iterations` times, each from the previous fit solved at the search's full
@@ -34,7 +35,14 @@ from ..errors import UserError
 ARTIFACT_FORMAT = "edgerepro.neuralscale/1"
 TARGET_MODES = ("width", "params")
 SOLVE_TOLERANCE = 0.01  # relative, of the target parameter count
-MIN_RECORDS = 6  # fewer width records -> uniform fallback (public code: fit_params.py)
+MIN_RECORDS = 6  # fewer records: a constant architecture (eugenelet/NeuralScale fit_params.py)
+FEW_RECORDS_FITS = ("constant", "uniform")  # see fit_power_law
+PRUNE_STOPS = ("one_channel", "empty_layer")  # see gates.Gates.prune_least_important
+# The models whose public prepare_filters (eugenelet/NeuralScale model/mobilenetv2.py,
+# model/preact_resnet.py) add 10 to solved widths below 10 during the search and scale a beta = 0
+# fit uniformly to the target; model/VGG.py does neither. resnet50 is not in the public code: it
+# follows the ResNet rule.
+RESIDUAL_MODELS = ("mobilenetv2", "preact_resnet18", "resnet50")
 _TRUNCATION_GUARD = 1e-12  # int(x * (1 + guard)): exact products like 64/tau*tau stay 64
 
 
@@ -43,34 +51,60 @@ _TRUNCATION_GUARD = 1e-12  # int(x * (1 + guard)): exact products like 64/tau*ta
 
 def fit_power_law(model: str, records: Sequence[Sequence[int]], classes: int = 10,
                   reference: Optional[Sequence[int]] = None,
-                  min_records: int = MIN_RECORDS) -> Dict[str, Any]:
+                  min_records: int = MIN_RECORDS, few_records: str = "constant",
+                  stop_widths: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Least-squares fit of ln(width_i) = ln(alpha_i) + beta_i * ln(tau) per layer over the
     width records, tau = count_params(model, record, classes).
 
     Returns {"kind": "power_law", "alpha", "beta", "r2" (per layer, in log space; 1.0 for a
-    layer whose width never changed), "n_records", "tau_range", "fallback": None}. With fewer than
-    `min_records` records (or a degenerate tau range) the fit falls back to uniform scaling of
-    `reference` (the architecture the pruning started from): alpha_i = w_i / tau_ref, beta_i = 1,
-    i.e. every width proportional to the parameter budget, so the solver scales it uniformly;
-    "kind" is then "uniform" and "fallback" says why.
+    layer whose width never changed), "n_records", "tau_range", "fallback": None}.
+
+    With fewer than `min_records` records, few_records="constant" does what eugenelet/NeuralScale
+    fit_params.py does: alpha = the first record's widths, beta = 0, "kind" "constant" (see
+    solve_widths). Without any record that code fits the widths at which pruning stopped
+    (architecture_descent.py train() saves them when nothing was recorded): pass them as
+    `stop_widths`. few_records="uniform" (the toolkit's earlier rule) scales `reference`, the
+    architecture the pruning started from, uniformly instead: alpha_i = w_i / tau_ref, beta_i = 1,
+    "kind" "uniform". That uniform fit is also the answer where the public code has none: no
+    records and no stop widths, or records that all have the same size (its least squares would
+    be singular). "fallback" says which and why.
     """
-    rows = [list(map(int, r)) for r in records]
-    n_layers = len(models.full_widths(model))
-    for r in rows:
-        if len(r) != n_layers or min(r) < 1:
-            raise UserError("{}: a width record must have {} positive widths, got {}".format(
-                model, n_layers, r))
+    if few_records not in FEW_RECORDS_FITS:
+        raise UserError("few_records must be one of {}, got {!r}".format(FEW_RECORDS_FITS,
+                                                                         few_records))
+    rows = [_checked_widths(model, r) for r in records]
     taus = [models.count_params(model, r, classes) for r in rows]
-    if len(rows) < max(2, int(min_records)) or len(set(taus)) < 2:
+    few = len(rows) < max(2, int(min_records))
+    if few and few_records == "constant" and rows:
+        return constant_fit(model, rows[0], classes, "{} width records < {} required: the first "
+                            "record".format(len(rows), min_records), len(rows))
+    if few and few_records == "constant" and stop_widths is not None:
+        return constant_fit(model, _checked_widths(model, stop_widths), classes,
+                            "no width records: the widths at which pruning stopped", 0)
+    if few or len(set(taus)) < 2:
+        if not few:
+            reason = "all records have the same size (no public answer: singular least squares)"
+        elif few_records == "constant":
+            reason = "no width records and no stop widths (no public answer)"
+        else:
+            reason = "{} width records < {} required".format(len(rows), min_records)
         if reference is None:
-            raise UserError("{}: {} width records (< {}) and no reference architecture for the "
-                            "uniform fallback".format(model, len(rows), min_records))
-        reason = "{} width records < {} required".format(len(rows), min_records) \
-            if len(rows) < max(2, int(min_records)) else "all records have the same size"
+            raise UserError("{}: {}, and no reference architecture for the uniform "
+                            "fallback".format(model, reason))
         return uniform_fit(model, reference, classes, reason)
     fit = fit_records(taus, rows)
     fit["tau_range"] = [int(min(taus)), int(max(taus))]
     return fit
+
+
+def _checked_widths(model: str, widths: Sequence[int]) -> List[int]:
+    """`widths` as ints; UserError unless one positive width per layer of `model`."""
+    row = [int(w) for w in widths]
+    n_layers = len(models.full_widths(model))
+    if len(row) != n_layers or min(row) < 1:
+        raise UserError("{}: a width record must have {} positive widths, got {}".format(
+            model, n_layers, row))
+    return row
 
 
 def fit_records(taus: Sequence[float], widths: Sequence[Sequence[float]]) -> Dict[str, Any]:
@@ -113,6 +147,24 @@ def uniform_fit(model: str, reference: Sequence[int], classes: int = 10,
     }
 
 
+def constant_fit(model: str, widths: Sequence[int], classes: int = 10, reason: str = "requested",
+                 n_records: int = 0) -> Dict[str, Any]:
+    """The fit of eugenelet/NeuralScale fit_params.py for too few records: alpha = `widths`,
+    beta = 0, i.e. the same architecture at every tau (see fit_power_law, solve_widths)."""
+    row = [int(w) for w in widths]
+    tau = models.count_params(model, row, classes)
+    return {
+        "kind": "constant",
+        "alpha": [float(w) for w in row],
+        "beta": [0.0] * len(row),
+        "r2": [None] * len(row),
+        "n_records": int(n_records),
+        "tau_range": [int(tau), int(tau)],
+        "fallback": "constant architecture {}, beta = 0 ({})".format(row, reason),
+        "widths": row,
+    }
+
+
 # --------------------------------------------------------------------------------------- solve
 
 
@@ -143,10 +195,26 @@ def solve_widths(model: str, fit: Dict[str, Any], target: int, classes: int = 10
     [lo, hi] with count(lo) < target <= count(hi) is grown geometrically from tau = target, then
     bisected on ln tau to float resolution; the nearer of the two sides wins. Returns {"widths",
     "params", "tau", "target", "error" (relative)}; UserError if no tau lands within tolerance.
+
+    A "constant" fit (beta = 0) is solved as the public prepare_filters solve it: for VGG
+    (eugenelet/NeuralScale model/VGG.py: beta = 0 makes the tau update 0) its widths whatever
+    the target, the miss kept in "error" rather than raised, tau = target as there; for
+    RESIDUAL_MODELS (model/mobilenetv2.py, model/preact_resnet.py: np.sum(beta) == 0, "fallback
+    to uniform scaling") its widths scaled uniformly to the target. Those two files also add 10
+    to scaled widths below 10 outside the search; that is not done here, so the result keeps the
+    target size (widths_for_ratio's "kind" marks it as no power-law answer anyway).
     """
     target = int(target)
     if target < 1:
         raise UserError("target parameter count must be positive, got {}".format(target))
+    if fit.get("kind") == "constant":
+        widths = [max(1, int(round(a))) for a in fit["alpha"]]
+        if model in RESIDUAL_MODELS:
+            return solve_widths(model, uniform_fit(model, widths, classes), target, classes,
+                                tolerance)
+        got = models.count_params(model, widths, classes)
+        return {"widths": widths, "params": got, "tau": float(target), "target": target,
+                "error": (got - target) / float(target)}
 
     def count(tau):
         return models.count_params(model, widths_at(fit, tau), classes)
@@ -270,7 +338,12 @@ SEARCH_DEFAULTS = {
     "prune_per_step": 10,  # channels removed per step, globally
     "max_prune_fraction": 0.95,
     "min_records": MIN_RECORDS,
-    "search_width_bump": 10,  # during descent, solved widths below 10 get +10 (public code)
+    "few_records_fit": "constant",  # FEW_RECORDS_FITS; "uniform": the toolkit's earlier rule
+    "prune_stop": "one_channel",  # PRUNE_STOPS; "empty_layer": the toolkit's earlier rule
+    # During descent, solved widths below 10 get + search_width_bump for these models only
+    # (public code: see RESIDUAL_MODELS); list every model for the toolkit's earlier rule.
+    "search_width_bump": 10,
+    "search_width_bump_models": list(RESIDUAL_MODELS),
     "augment": True,
     "log_every": 50,  # progress line every N minibatches (0: per epoch only)
     "max_batches_per_epoch": 0,  # 0 = full epochs; >0 caps them (smoke profiles)
@@ -302,19 +375,30 @@ def search_config(profile: str = "paper", **overrides) -> Dict[str, Any]:
                 key, cfg[key]))
     if not 0 < float(cfg["max_prune_fraction"]) < 1:
         raise UserError("max_prune_fraction must be in (0, 1)")
+    for key, valid in (("few_records_fit", FEW_RECORDS_FITS), ("prune_stop", PRUNE_STOPS)):
+        if cfg[key] not in valid:
+            raise UserError("NeuralScale {} must be one of {}, got {!r}".format(
+                key, ", ".join(valid), cfg[key]))
+    bumped = cfg["search_width_bump_models"]
+    if not isinstance(bumped, (list, tuple)) or not all(m in models.MODEL_NAMES for m in bumped):
+        raise UserError("NeuralScale search_width_bump_models must be a list of models ({}), got "
+                        "{!r}".format(", ".join(models.MODEL_NAMES), bumped))
+    cfg["search_width_bump_models"] = list(bumped)
     return cfg
 
 
 def search_start_widths(model: str, fit: Optional[Dict[str, Any]], cfg: Dict[str, Any],
                         classes: int) -> List[int]:
     """The architecture an iteration prunes from: the base for the first, else the previous fit
-    solved at the base's parameter count, widths below 10 bumped by search_width_bump."""
+    solved at the base's parameter count, for the models in search_width_bump_models widths
+    below 10 bumped by search_width_bump (eugenelet/NeuralScale architecture_descent.py builds
+    the next network with search=True, and only MobileNetV2 and PreActResNet18 then add 10)."""
     base = models.scale_widths(model, cfg["base_ratio"])
     if fit is None:
         return base
     target = models.count_params(model, base, classes)
     widths = solve_widths(model, fit, target, classes)["widths"]
-    bump = int(cfg["search_width_bump"])
+    bump = int(cfg["search_width_bump"]) if model in cfg["search_width_bump_models"] else 0
     return [w + bump if w < 10 else w for w in widths]
 
 
@@ -341,8 +425,13 @@ def architecture_descent(model: str, dataset, config: Optional[Dict[str, Any]] =
             model, index + 1, cfg["iterations"], start, models.count_params(model, start, classes)))
         log.flush()
         outcome = gates.prune_search(model, start, dataset, cfg, seed=int(seed) + index, log=log)
+        # Without records the public code fits the widths at which pruning stopped. At the epoch
+        # limit it writes nothing, not even its records (fit_params.py then fails); here the
+        # records are fitted as usual, and without any the start architecture scales uniformly.
+        stop_widths = outcome["final_widths"] if outcome["pruning_stopped"] else None
         fit = fit_power_law(model, outcome["records"], classes, reference=start,
-                            min_records=cfg["min_records"])
+                            min_records=cfg["min_records"], few_records=cfg["few_records_fit"],
+                            stop_widths=stop_widths)
         outcome.update({"index": index, "seed": int(seed) + index, "start_widths": start,
                         "fit": fit,
                         "record_params": [models.count_params(model, r, classes)
