@@ -196,3 +196,32 @@ def test_a_kept_search_is_chosen_by_data_set_where_several_match(tmp_path):
     assert artifacts.kept_search(tmp_path, cell("cifar100", 100)).name == "c.json"
     assert artifacts.kept_search(Path("published"), cell("digits", 100)).name == \
         "vgg11-cifar100.json"
+
+
+def test_published_with_search_options_searches_only_what_the_public_code_lacks(tmp_path):
+    """`{ artifact = "published", profile = ... }`: the paper's architectures where the public
+    code has them, a search with those options for ResNet-50 (never searched there)."""
+    path = _published_spec(tmp_path)
+    path.write_text(path.read_text().replace('neuralscale = { artifact = "published" }',
+                                             'neuralscale = { artifact = "published", '
+                                             'profile = "smoke", iterations = 1 }'))
+    resolved = specs.resolve(specs.load_spec(path), "smoke")
+    cells = {(c.coords["model"], c.coords["scale"]): c for c in expand(resolved)}
+    jobs = []
+
+    def search(name, job, timeout):
+        jobs.append(job)
+        return "stopped here: the test only checks which job runs"
+
+    settings, _, _ = artifacts.prepare(cells[("vgg11", 0.25)], tmp_path / "cache", search)
+    assert settings["widths"] == PAPER_VGG11_CIFAR10[0.25] and not jobs
+    assert settings["neuralscale_solution"]["source"] == "published"
+    with pytest.raises(artifacts.PreparationFailed, match="stopped here"):
+        artifacts.prepare(cells[("resnet50", 0.25)], tmp_path / "cache", search)
+    (job,) = jobs
+    assert job["kind"] == "neuralscale_search"
+    assert job["settings"]["neuralscale"] == {"profile": "smoke", "iterations": 1}
+    bad = path.read_text().replace("iterations = 1", "iterations = 0")
+    path.write_text(bad)
+    with pytest.raises(UserError, match="iterations"):
+        specs.resolve(specs.load_spec(path), "smoke")

@@ -42,6 +42,9 @@ def _job(kind: str, settings: dict[str, Any], coords: dict[str, Any], name: str,
 def search_job(cell: Cell, cache_root: Path) -> dict[str, Any]:
     settings = {name: cell.settings[name] for name in ("model", "classes", "dataset", "seed",
                                                        "neuralscale")}
+    # "published" plus search options: the options are the search (published_or_search)
+    settings["neuralscale"] = {k: v for k, v in settings["neuralscale"].items()
+                               if k != "artifact"}
     return _job("neuralscale_search", settings, {"framework": "pytorch"}, "neuralscale",
                 cache_root, ".json")
 
@@ -115,9 +118,20 @@ def kept_search(path: Path, cell: Cell) -> Path:
                             f"it holds: {', '.join(found) or 'no .json file'}")
 
 
+def _search_instead(cell: Cell) -> bool:
+    """A "published" spec with search options, for a model the public code never searched."""
+    options = cell.settings["neuralscale"]
+    if options.get("artifact") != "published" or len(options) == 1:
+        return False
+    from toolkit.device.scaling import published
+
+    return published.unavailable(cell.settings["model"], cell.settings["classes"]) is not None
+
+
 def neuralscale_solution(artifact_path: Path, cell: Cell) -> dict[str, Any]:
     """The cell's NeuralScale architecture solved from the search artifact's final fit: its
-    widths, parameter count, target, tau and the fit's kind (power law or uniform fallback)."""
+    widths, parameter count, target, tau and the fit's kind (a power law, or a fallback: the
+    public code's constant architecture or uniform scaling), and where the search came from."""
     from toolkit.device.scaling.neuralscale import load_artifact, widths_for_ratio
 
     artifact = load_artifact(str(artifact_path))
@@ -125,7 +139,9 @@ def neuralscale_solution(artifact_path: Path, cell: Cell) -> dict[str, Any]:
     return {"artifact": artifact_path.name, "widths": list(solved["widths"]),
             "params": int(solved["params"]), "target": int(solved["target"]),
             "error": float(solved["error"]), "tau": float(solved["tau"]),
-            "fit": solved["kind"], "mode": solved["mode"]}
+            "fit": solved["kind"], "mode": solved["mode"],
+            "source": (artifact.get("provenance") or {}).get("source") or "searched",
+            "searched_on": (artifact.get("dataset") or {}).get("name", "")}
 
 
 def prepare(cell: Cell, cache_root: Path, run: JobRunner,
@@ -149,7 +165,7 @@ def prepare(cell: Cell, cache_root: Path, run: JobRunner,
     timeout = cell.settings["prepare_timeout_seconds"]
     if settings.get("widths") is None:  # NeuralScale: the search decides the widths
         given = cell.settings["neuralscale"].get("artifact")
-        artifact = (kept_search(Path(str(given)), cell) if given
+        artifact = (kept_search(Path(str(given)), cell) if given and not _search_instead(cell)
                     else _ensure(search_job(cell, cache_root), run, timeout))
         solution = neuralscale_solution(artifact, cell)
         settings["widths"] = solution.pop("widths")

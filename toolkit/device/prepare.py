@@ -31,7 +31,10 @@ def neuralscale_search(job):
     from toolkit.device.scaling.neuralscale import architecture_descent, save_artifact
 
     settings = job["settings"]
-    dataset = load_dataset(settings["dataset"], seed=int(settings["seed"]))
+    # The synthetic set is made with the experiment's class count (e.g. 100 to search a
+    # network whose other architectures come from CIFAR-100 searches).
+    extra = {"classes": int(settings["classes"])} if settings["dataset"] == "synthetic" else {}
+    dataset = load_dataset(settings["dataset"], seed=int(settings["seed"]), **extra)
     if dataset.classes != int(settings["classes"]):
         raise ValueError("data set {} has {} classes, the experiment says {}".format(
             settings["dataset"], dataset.classes, settings["classes"]))

@@ -96,7 +96,8 @@ class InferenceSettings(_Settings):
         {"profile": "paper"}, description="search_config profile and overrides; or `artifact`: "
         "a kept search (JSON) or a directory of them (results/<run>/neuralscale/) to use "
         "instead of searching, or \"published\": the paper's searches (eugenelet/NeuralScale) "
-        "shipped in toolkit/device/scaling/published/")
+        "shipped in toolkit/device/scaling/published/; with search options beside it, models "
+        "the public code has no search of are searched with them")
     cpu_mem_arena: bool = True
     mem_pattern: bool = True
     opset: int = Field(17, ge=7, le=21)
@@ -122,7 +123,15 @@ class InferenceSettings(_Settings):
         options = dict(config)
         artifact = options.pop("artifact", None)
         if artifact == "published":  # the paper's searches, shipped (artifacts.kept_search)
-            return {"artifact": "published"}
+            if not options:
+                return {"artifact": "published"}
+            # With search options: models the public code never searched are searched here.
+            try:
+                search_config(str(options.get("profile", "paper")),
+                              **{k: v for k, v in options.items() if k != "profile"})
+            except UserError as error:
+                raise ValueError(str(error)) from None
+            return {"artifact": "published", **options}
         if artifact is not None:
             path = Path(str(artifact)).expanduser().resolve()
             if not path.exists():
