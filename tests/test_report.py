@@ -9,9 +9,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from markupsafe import Markup
 
 from toolkit import units
-from toolkit.report.render import render_report
+from toolkit.report import claims, summary
+from toolkit.report.render import METRIC_COLUMNS, TABLE_BUDGET, render_report
 
 RUN_ID = "20250101T000000Z-test"
 EXP = "inference_scaling"
@@ -140,6 +142,8 @@ def write_synthetic_run(root: Path) -> Path:
         "environment": {
             "os": "Linux",
             "kernel": "6.1.0",
+            "device_type": "x86_64-generic",
+            "machine": "x86_64",
             "cpu": "Test CPU",
             "cores": 2,
             "ram_bytes": 8 * 2**30,
@@ -165,16 +169,44 @@ def rendered(run_dir: Path) -> tuple[dict[str, Path], str, str]:
     return paths, md, html
 
 
-def _table_rows(md: str) -> list[list[str]]:
-    """Body rows of the results table (the one whose header starts with `model`)."""
-    lines = md.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| model |"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
-    return rows
+MD_RULE = re.compile(r"^\|( *:?-{3,}:? *\|)+$")  # the line under a Markdown table's header
+
+
+def _md_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header, body rows) of every Markdown table in text, in order."""
+    tables, lines = [], text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("|") and MD_RULE.match(lines[i + 1]):
+            body = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                body.append(_md_cells(row))
+            tables.append((_md_cells(line), body))
+    return tables
+
+
+def _md_cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+def _section(md: str, heading: str) -> str:
+    """The Markdown from a heading line to the next heading of the same or a higher level."""
+    start = md.index(heading + "\n") + len(heading) + 1
+    level = len(heading.split(" ")[0])
+    end = re.search(rf"^#{{1,{level}}} ", md[start:], re.M)
+    return heading + "\n" + (md[start:start + end.start()] if end else md[start:])
+
+
+def _results(md: str, experiment: str = EXP) -> list[dict[str, str]]:
+    """The rows of an experiment's results table, its parts joined: column header -> text."""
+    section = _section(md, f"## Experiment: {experiment}")
+    parts = [(h, rows) for h, rows in _md_tables(section) if h[-1:] == ["status"]]
+    merged = [dict(zip(parts[0][0], row, strict=True)) for row in parts[0][1]] if parts else []
+    for header, rows in parts[1:]:
+        for joined, row in zip(merged, rows, strict=True):
+            joined.update(zip(header, row, strict=True))
+    return merged
 
 
 def test_units_convert_and_display() -> None:
@@ -221,20 +253,22 @@ def test_markdown_table(rendered: tuple[dict[str, Path], str, str]) -> None:
     assert paths["md"].name == "report.md" and paths["html"].name == "report.html"
     assert RUN_ID in md and "smoke" in md and "no Docker engine: host runner" in md
     assert "nearest-rank" in md and "10 %" in md  # protocol and validity rule
-    rows = _table_rows(md)
-    assert len(rows) == 6  # every cell, none dropped
-    header = next(line for line in md.splitlines() if line.startswith("| model |"))
-    assert "p50 (ms)" in header and "peak RSS (MiB)" in header
-    full = next(r for r in rows if r[:3] == ["vgg11", "uniform", "1"])
-    assert "12.3" in full  # 0.0123 s -> 12.3 ms
-    assert "9.23" in full  # params in M
-    assert "140" in full  # peak RSS MiB
-    assert "40.0" in full  # model memory MiB
-    assert full[-1] == "ok"
-    quarter = next(r for r in rows if r[:3] == ["vgg11", "uniform", "0.25"])
-    assert "–" in quarter  # macs missing for that cell
-    assert f"not run: {NOT_RUN_REASON}" in md
-    assert "failed: onnxruntime error \\| out of memory &lt;alloc>" in md  # escaped for tables
+    rows = _results(md)
+    assert len(rows) == 5  # every cell that ran; the one not run is counted below the table
+    # coordinates every row shares are said once, not repeated in a column
+    assert "*Every cell below: method uniform, framework ort, device cpu, precision fp32, " \
+           "batch 1.*" in md
+    assert "method" not in rows[0] and "p50 (ms)" in rows[0] and "peak RSS (MiB)" in rows[0]
+    full = next(r for r in rows if (r["model"], r["scale"]) == ("vgg11", "1"))
+    assert full["p50 (ms)"] == "12.3"  # 0.0123 s -> 12.3 ms
+    assert full["params (M)"] == "9.23"  # params in M
+    assert full["peak RSS (MiB)"] == "140" and full["model memory (MiB)"] == "40.0"
+    assert full["status"] == "ok"
+    quarter = next(r for r in rows if (r["model"], r["scale"]) == ("vgg11", "0.25"))
+    assert quarter["MACs (M)"] == "–"  # macs missing for that cell
+    failed = next(r for r in rows if r["model"] == "mobilenetv2")
+    assert failed["status"] == "failed ¹"  # the reason is a note under the table
+    assert "- ¹ failed: onnxruntime error \\| out of memory &lt;alloc>" in md  # escaped
 
 
 def test_markdown_charts_and_links(rendered: tuple[dict[str, Path], str, str]) -> None:
@@ -257,7 +291,8 @@ def test_html_self_contained(rendered: tuple[dict[str, Path], str, str]) -> None
     assert not re.search(r"url\((?!#)|@import", html)  # url(#id): in-page SVG clip paths
     assert "<link" not in html and "<script" not in html
     assert "out of memory &lt;alloc&gt;" in html  # autoescaped
-    assert f"not run: {NOT_RUN_REASON}" in html
+    assert (f'<details class="not-run"><summary><span class="count">1 cell</span>: '
+            f"{NOT_RUN_REASON}</summary>") in html
     assert "onnxruntime" in html and "1.19.2" in html  # packages sub-table
 
 
@@ -283,7 +318,9 @@ def test_no_ok_cells_and_results_link(run_dir: Path, tmp_path: Path) -> None:
     (run_dir / "records.parquet").unlink()
     paths = render_report(run_dir, tmp_path / "out", results_link="data")
     md = paths["md"].read_text(encoding="utf-8")
-    assert len(_table_rows(md)) == 6
+    assert _results(md) == [] and md.count("No cell ran.") == 2
+    assert "**6 cells not run**, by reason" in md and "| skipped | 6 |" in md  # inference
+    assert "**5 cells not run**, by reason" in md and "| skipped | 5 |" in md  # training
     assert f"**{EXP}: latency p50 vs parameters** skipped: no ok cell has a parameter" in md
     assert f"**{TRAIN_EXP}: training throughput per framework** skipped: no ok" in md
     assert "](data/records.parquet) (missing)" in md
@@ -299,9 +336,9 @@ def test_extra_coordinates_and_metrics_render_generically(run_dir: Path, tmp_pat
     )
     pl.concat([records, extra]).write_parquet(run_dir / "records.parquet")
     md = render_report(run_dir, tmp_path / "out")["md"].read_text(encoding="utf-8")
-    header = next(line for line in md.splitlines() if line.startswith("| model |"))
-    assert "| freeze |" in header and "| accuracy (%) |" in header
-    assert "| 91.2 |" in md
+    assert "*Every cell below: method uniform, framework ort, device cpu, precision fp32, " \
+           "freeze none, batch 1.*" in md  # a coordinate every cell shares is said once
+    assert {r["accuracy (%)"] for r in _results(md)} >= {"91.2"}
 
 
 # Every chart of the synthetic run: (file under charts/, title) in report order.
@@ -409,7 +446,8 @@ def test_environment_lists_each_image_with_id_and_digest(run_dir: Path, tmp_path
     assert ("| edgerepro/pytorch:amd64 | sha256:pytorch | edgerepro/pytorch@sha256:pytd1 | 3 "
             "| pytorch |") in md  # two training cells and the matmul peak cell
     assert "no images" not in md
-    assert "<td><code>sha256:onnxruntime-training</code></td>" in html
+    assert ('<td><code title="sha256:onnxruntime-training">sha256:onnxruntime-training</code>'
+            "</td>") in html
     assert html.count("<tr><td><code>edgerepro/") == 3
     # What was proven on the hardware it is for, and what was not, with the reason.
     assert "| ort | verified on x86-64 (built, smoke-tested and measured by CI" in md
@@ -461,3 +499,242 @@ def test_architectures_show_widths_and_the_neuralscale_fit(run_dir: Path, tmp_pa
     # the widths are bookkeeping, not a coordinate of the results table
     header = next(line for line in md.splitlines() if line.startswith("| model |"))
     assert "widths" not in header
+
+
+# Claims the synthetic run can judge (latency p50 at scale 1.0 over 0.5 is 2.0; accuracy at 1.0
+# is 0.9): one of each verdict on the named hardware, one on stand-in hardware, and two that
+# share a reason. Shared with the browser test, whose screenshot should show every kind.
+SHARED_REASON = "needs jetson-orin (this run: x86_64-generic)"
+_LATENCY_RATIO = {"experiment": EXP, "metric": "latency_p50", "comparison": "ratio",
+                  "filter": {"model": "vgg11", "method": "uniform"}, "numerator": {"scale": 1.0},
+                  "denominator": {"scale": 0.5}, "pair_on": ["model", "method", "framework"],
+                  "min_profile": "smoke", "operator": "approx", "tolerance": 0.25}
+
+
+def synthetic_publication() -> claims.Publication:
+    return claims.Publication.model_validate({
+        "source": {"key": "synthetic", "citation": "Claims written for the report tests.",
+                   "notes": "Each verdict kind once, judged on the synthetic run."},
+        "hardware": {"raspberry-pi-4": "Raspberry Pi 4: 4 × Cortex-A72"},
+        "claims": [
+            _LATENCY_RATIO | {"id": "pi-latency", "expected": 2.0, "hardware": ["raspberry-pi-4"],
+                              "stand_in": True, "statement": "On a Pi's CPU full width takes "
+                              "twice as long as half width."},
+            _LATENCY_RATIO | {"id": "latency", "expected": 3.0,
+                              "statement": "Full width takes three times as long as half width.",
+                              "interpretation": "'Three times' is read as 3 ± 0.25."},
+            {"id": "accuracy", "statement": "VGG-11 at full width: 90 % accuracy.",
+             "experiment": EXP, "metric": "accuracy", "comparison": "value",
+             "filter": {"model": "vgg11", "scale": 1.0}, "operator": "approx", "expected": 0.9,
+             "tolerance": 0.01, "min_profile": "smoke"},
+            _LATENCY_RATIO | {"id": "orin-latency", "expected": 2.0, "hardware": ["jetson-orin"],
+                              "statement": "On an Orin full width takes twice as long."},
+            _LATENCY_RATIO | {"id": "orin-latency-bound", "operator": "at_least",
+                              "expected": 1.5, "hardware": ["jetson-orin"],
+                              "statement": "On an Orin full width takes at least 1.5x as long."},
+        ]})
+
+
+@pytest.fixture
+def synthetic_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report judges the synthetic claims alone (render.py loads them through claims)."""
+    monkeypatch.setattr(claims, "load_publications", lambda: [synthetic_publication()])
+
+
+def test_summary_opens_the_report(rendered: tuple[dict[str, Path], str, str]) -> None:
+    """What ran where, the verdict counts and the reasons come before any claim or cell."""
+    _, md, html = rendered
+    order = [md.index(h) for h in ("## Summary\n", "## Published claims\n", "## Method\n",
+                                   f"## Experiment: {EXP}\n")]
+    assert order == sorted(order)
+    top = _section(md, "## Summary")
+    assert ("- **Ran on:** x86_64-generic (Test CPU, 2 cores); runner host (no Docker engine: "
+            "host runner); profile smoke\n") in top
+    assert f"- **Run:** {RUN_ID}, created 2025-01-01T00:00:00Z, git commit abc1234\n" in top
+    assert "- **Cells:** 9 ok, 1 failed, 1 not run" in top
+    verdicts = claims.load_publications()
+    total = sum(len(p.claims) for p in verdicts)
+    assert re.search(rf"- \*\*Published claims \({total}\):\*\* \d+ not comparable\n", top)
+    assert "*No ratio claim has a measured value in this run.*" in top
+    assert html.index('<section id="summary"') < html.index('<section id="claims"')
+
+
+def test_every_reason_is_printed_once_and_cited_by_number(
+        rendered: tuple[dict[str, Path], str, str]) -> None:
+    """The published claims of a smoke run share a few reasons: each is one numbered line of the
+    summary with its claim count, and the claims cite its number."""
+    _, md, html = rendered
+    header, reasons = next(t for t in _md_tables(md) if t[0] == ["#", "reason", "claims"])
+    assert len(reasons) >= 2
+    assert [int(n) for n, _, _ in reasons] == list(range(1, len(reasons) + 1))
+    assert [int(c) for _, _, c in reasons] == sorted((int(c) for _, _, c in reasons),
+                                                     reverse=True)
+    claim_rows = [row for h, rows in _md_tables(_section(md, "## Published claims"))
+                  if h[0] == "claim" for row in rows]
+    for number, reason, count in reasons:
+        text = reason.replace("\\|", "|")
+        assert md.count(text) == 1, text
+        assert html.count(str(Markup.escape(text))) == 1, text
+        mark = summary.marks([int(number)])
+        citing = [r for r in claim_rows if re.search(rf"(^| |,){mark}(,|$)", r[-1])]
+        assert len(citing) == int(count), (reason, citing)
+    assert md.count("not comparable**") == len(claim_rows)
+
+
+def test_verdicts_on_stand_in_hardware_are_counted_apart(synthetic_claims: None,
+                                                         run_dir: Path, tmp_path: Path) -> None:
+    md = render_report(run_dir, tmp_path / "out")["md"].read_text(encoding="utf-8")
+    top = _section(md, "## Summary")
+    assert ("- **Published claims judged on the hardware they name (4):** 1 reproduced, "
+            "1 not reproduced, 2 not comparable\n") in top
+    assert re.search(r"- \*\*Judged on stand-in hardware, counted apart \(1\):\*\* "
+                     r"1 reproduced, measured on x86_64 Test CPU, 2 cores.*, standing in for "
+                     r"Raspberry Pi 4: 4 × Cortex-A72\n", top), top
+    # the ratio claims with a measured value, measured beside published, whatever the verdict
+    header, rows = next(t for t in _md_tables(top) if t[0][0] == "claim")
+    assert header == ["claim", "measured", "published", "verdict"]
+    assert [(r[1], r[2]) for r in rows] == [("2", "2 ± 0.25"), ("2", "3 ± 0.25"),
+                                            ("2", "2 ± 0.25"), ("2", "≥ 1.5")]
+    assert rows[0][3].startswith("**reproduced on stand-in hardware (x86_64, 2 cores)")
+    assert rows[1][3] == "**not reproduced**" and rows[2][3] == "**not comparable** ¹"
+    assert "VGG-11 at full width" not in top  # a value claim: not a ratio
+    assert top.count(SHARED_REASON) == 1 and md.count(SHARED_REASON) == 1
+    # claims grouped by source, a line each, the reading of the source's words marked
+    section = _section(md, "### synthetic (1 reproduced, 1 not reproduced, 2 not comparable; "
+                           "1 reproduced on stand-in hardware)")
+    assert "Claims written for the report tests." in section
+    _, lines = next(t for t in _md_tables(section) if t[0][0] == "claim")
+    assert len(lines) == 5
+    assert lines[1][0] == "Full width takes three times as long as half width. ᵃ"
+    assert "- ᵃ 'Three times' is read as 3 ± 0.25." in section
+    assert lines[2][1:] == ["0.9 ± 0.01", "0.9", "1", "**reproduced**"]
+
+
+def test_claims_context_handles_any_verdict() -> None:
+    """A verdict string the report does not know (e.g. a future "inconclusive") is counted and
+    styled like the others, between the judged verdicts and "not comparable"."""
+    publication = synthetic_publication()
+    source = publication.source
+
+    def verdict(index: int, name: str, reasons: tuple[str, ...] = (), stand_in: str = "",
+                ) -> claims.Verdict:
+        return claims.Verdict(publication.claims[index], source, name, 1.25, reasons, 2,
+                              stand_in)
+
+    context = summary.claims_context([
+        verdict(0, "not comparable", ("b", "a")), verdict(1, "inconclusive", ("a",)),
+        verdict(2, "reproduced"), verdict(3, "not comparable", ("a",)),
+        verdict(4, "reproduced", stand_in="arm64 box"),
+        verdict(4, "not comparable", ("b",), stand_in="arm64 box")])
+    assert context["counts"] == "1 reproduced, 1 inconclusive, 3 not comparable"
+    assert [(g["machine"], g["counts"]) for g in context["stand_in"]] == [
+        ("arm64 box", "1 reproduced")]
+    assert [(r["n"], r["text"], r["claims"]) for r in context["reasons"]] == [
+        (1, "a", 3), (2, "b", 2)]
+    rows = context["sources"][0]["rows"]
+    assert [r["marks"] for r in rows] == ["¹,²", "¹", "", "¹", "", "²"]
+    assert rows[1]["css"] == "verdict-inconclusive"
+    assert [r["observed"] for r in context["headline"]] == ["1.25"] * 5  # ratio claims only
+
+
+def _not_run(run_dir: Path, reasons: dict[str, str]) -> None:
+    """Mark cells (cell id -> reason) as not run, with no records."""
+    cells = pl.read_parquet(run_dir / "cells.parquet")
+    cells = cells.with_columns(
+        status=pl.when(pl.col("cell_id").is_in(list(reasons))).then(pl.lit("not run"))
+        .otherwise(pl.col("status")),
+        reason=pl.col("cell_id").replace_strict(reasons, default=pl.col("reason")))
+    cells.write_parquet(run_dir / "cells.parquet")
+    records = pl.read_parquet(run_dir / "records.parquet")
+    records.filter(~pl.col("cell_id").is_in(list(reasons))).write_parquet(
+        run_dir / "records.parquet")
+
+
+def test_cells_not_run_are_counted_by_reason(run_dir: Path, tmp_path: Path) -> None:
+    """No row per cell that did not run: a count per reason (most cells first), the cells
+    behind a <details> in HTML."""
+    gpu = "fp16 training needs a CUDA device"
+    _not_run(run_dir, {"t1": gpu, "t2": gpu, "t3": gpu, "t0": "no ONNX Runtime Training"})
+    paths = render_report(run_dir, tmp_path / "out")
+    md, html = paths["md"].read_text(), paths["html"].read_text()
+    section = _section(md, f"## Experiment: {TRAIN_EXP}")
+    assert len(_results(md, TRAIN_EXP)) == 1  # the peak cell: the only one that ran
+    assert "**4 cells not run**, by reason (cells.parquet lists each):" in section
+    assert next(rows for h, rows in _md_tables(section) if h == ["reason", "cells"]) == [
+        [gpu, "3"], ["no ONNX Runtime Training", "1"]]
+    assert (f"- not run: {gpu} (3 cells): onnxruntime-training · fp32 · freeze 0; "
+            "onnxruntime-training · fp32 · freeze 4; pytorch · fp16 · freeze 4\n") in section
+    assert section.count(gpu) == 2  # the count table and the list of cells, no table rows
+    assert (f'<details class="not-run"><summary><span class="count">3 cells</span>: {gpu}'
+            "</summary>") in html
+    assert '<span class="count">1 cell</span>: no ONNX Runtime Training</summary>' in html
+    assert html.count('<details class="not-run">') == 3  # with the inference cell not run
+
+
+def widen_synthetic_run(run_dir: Path) -> None:
+    """Every ok inference cell gets every known metric it lacks (plausible values) and an
+    unknown one, and its framework, device, precision and batch vary: the widest results table
+    a run can give. Shared with the browser test, which checks that it fits the page."""
+    plausible = {"M": (9.23e6, "count"), "M MACs": (153e6, "MAC"), "ms": (0.0123, "s"),
+                 "%": (0.0213, "ratio"), "count": (200.0, "count"), "1/s": (15536.0, "1/s"),
+                 "MiB": (140 * 2**20, "B"), "GFLOP/s": (50.5e9, "FLOP/s"), "s": (12.5, "s"),
+                 "nat": (0.693, "nat"), "1/MB": (0.0215, "1/MB"), "B": (4.54, "B")}
+    cells = pl.read_parquet(run_dir / "cells.parquet")
+    inference = pl.col("experiment") == EXP
+    index = pl.int_range(pl.len())
+    cells = cells.with_columns(
+        framework=pl.when(inference & (index % 2 == 1)).then(pl.lit("onnxruntime"))
+        .otherwise(pl.col("framework")),
+        device=pl.when(inference & (index % 2 == 1)).then(pl.lit("cuda"))
+        .otherwise(pl.col("device")),
+        precision=pl.when(inference & (index % 3 == 1)).then(pl.lit("fp16"))
+        .otherwise(pl.col("precision")),
+        batch=pl.when(inference & (index % 3 == 2)).then(pl.lit(64)).otherwise(pl.col("batch")))
+    cells.write_parquet(run_dir / "cells.parquet")
+    records = pl.read_parquet(run_dir / "records.parquet")
+    widened = cells.filter(inference & (pl.col("status") == "ok"))
+    metrics = {c.metric: plausible[c.unit] for c in METRIC_COLUMNS}
+    metrics["a_metric_nobody_planned_for"] = (0.5, "ratio")
+    measured = set(records.select("cell_id", "metric").iter_rows())
+    extra = pl.DataFrame([{"cell_id": cell_id, "metric": m, "value": float(v), "unit": u}
+                          for cell_id in widened["cell_id"] for m, (v, u) in metrics.items()
+                          if (cell_id, m) not in measured])  # measured values stay
+    coords = [c for c in records.columns if c not in ("cell_id", "metric", "value", "unit")]
+    pl.concat([records.select("cell_id", "metric", "value", "unit"), extra]).join(
+        cells.select("cell_id", *coords), on="cell_id").write_parquet(run_dir / "records.parquet")
+
+
+def test_a_wide_results_table_is_split_into_parts_that_fit(run_dir: Path,
+                                                           tmp_path: Path) -> None:
+    widen_synthetic_run(run_dir)
+    md = render_report(run_dir, tmp_path / "out")["md"].read_text()
+    section = _section(md, f"## Experiment: {EXP}")
+    parts = [(h, rows) for h, rows in _md_tables(section) if h[-1:] == ["status"]]
+    assert len(parts) > 1
+    shown = ["model", "scale", "framework", "device", "precision", "batch"]
+    metrics = []
+    for header, rows in parts:
+        assert header[:len(shown)] == shown and len(rows) == 5  # each part: every cell
+        metrics += header[len(shown):-1]
+        width = sum(summary.column_width(h, [r[i] for r in rows]) + summary.PADDING
+                    for i, h in enumerate(header))
+        assert width <= TABLE_BUDGET, header
+    assert sorted(metrics) == sorted([c.label for c in METRIC_COLUMNS]
+                                     + ["a_metric_nobody_planned_for (%)"])
+    assert "**Size · speed**" in section or "**Size**" in section
+
+
+def test_pack_fills_parts_and_breaks_at_groups() -> None:
+    pad = summary.PADDING
+    # two groups of two columns: a part holds three columns, so it ends where b starts
+    assert summary.pack([8, 8, 8, 8], ["a", "a", "b", "b"], 3 * (8 + pad)) == [[0, 1], [2, 3]]
+    # breaking at the group would leave the first part under GROUP_BREAK full: filled instead
+    assert summary.pack([2, 8, 8, 8], ["a", "b", "b", "b"], 3 * (8 + pad)) == [[0, 1, 2], [3]]
+    assert summary.pack([50], ["a"], 30) == [[0]]  # wider than the budget: a part of its own
+    assert summary.pack([], [], 30) == [[]]
+
+
+def test_long_digests_are_shortened_for_the_page() -> None:
+    digest = "repo@sha256:" + "7b9f4058c8b4f518" * 4
+    assert summary.shorten(digest) == "repo@sha256:7b9f4058c8b4…"
+    assert summary.shorten("sha256:ort") == "sha256:ort"  # short ids stay whole

@@ -21,7 +21,16 @@ def test_shipped_scaling_spec_expands_both_methods_for_vgg11_in_smoke():
     assert all((c.settings["widths"] is None) == (c.coords["method"] == "neuralscale")
                for c in cells)
     paper = expand(specs.resolve(specs.find_spec("scaling-inference"), "paper"))
-    assert len(paper) == 64 and paper[0].settings["scaling_mode"] == "params"
+    # Both conventions: Gealy's parameter ratios and Lee & Lee's width ratios.
+    assert len(paper) == 128
+    assert {(c.coords["scaling_mode"], c.settings["scaling_mode"]) for c in paper} == {
+        ("params", "params"), ("width", "width")}
+    quick = expand(specs.resolve(specs.find_spec("scaling-inference"), "quick"))
+    assert {c.coords["model"] for c in quick} == {"vgg11", "mobilenetv2", "preact_resnet18",
+                                                  "resnet50"}
+    assert {(c.settings["scaling_mode"], c.settings["classes"]) for c in quick} == {
+        ("params", 100)}
+    assert all(c.settings["neuralscale"]["artifact"] == "published" for c in quick)
 
 
 def test_every_profile_resolves():

@@ -9,23 +9,29 @@ from typing import Any
 
 from toolkit import units
 from toolkit.device import models
+from toolkit.results import RunStore
 
 
 def architectures(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model with scaled cells: a widths table (method, scale, parameters, widths) and the
     fits of the NeuralScale searches of that model."""
     by_model: dict[str, dict[tuple[str, float], list[int]]] = {}
+    classes: dict[str, int] = {}  # per model: the class count its cells were built with
+    ran_with = {cell_id: payload.get("settings") or {}
+                for cell_id, payload in RunStore(run_dir).cell_results().items()}
     for row in rows:
         widths = json.loads(row.get("widths") or "[]")
         if row.get("method") and row.get("scale") is not None and widths:
             by_model.setdefault(row["model"], {})[(row["method"], row["scale"])] = widths
+            classes[row["model"]] = int(ran_with.get(row.get("cell_id"), {}).get("classes", 10))
     searches = _searches(run_dir)
     out = []
     for model, resolved in sorted(by_model.items()):
         out.append({
             "model": model,
             "layers": len(models.full_widths(model)),
-            "widths": [[method, f"{scale:g}", f"{models.count_params(model, widths):,}",
+            "widths": [[method, f"{scale:g}",
+                        f"{models.count_params(model, widths, classes[model]):,}",
                         " ".join(map(str, widths))]
                        for (method, scale), widths in sorted(resolved.items())],
             "fits": [_fit(artifact) for artifact in searches if artifact["model"] == model],
@@ -45,10 +51,14 @@ def _fit(artifact: dict[str, Any]) -> dict[str, Any]:
     """One search: where it came from and its final fit, a row per layer."""
     fit = artifact["final_fit"]
     r2 = fit.get("r2") or [None] * len(fit["alpha"])
-    seconds = artifact.get("provenance", {}).get("seconds")
+    seconds = artifact.get("provenance", {}).get("seconds")  # a search's own duration
     dataset = artifact.get("dataset") or {}
     iterations = artifact.get("iterations", [])
-    about = [f"data {dataset.get('name', '?')}", f"profile {artifact.get('profile', '?')}",
+    provenance = artifact.get("provenance", {})
+    source = (f"published: {provenance.get('repository')}@{str(provenance.get('commit'))[:7]} "
+              f"{provenance.get('record_set', '')}".rstrip()
+              if provenance.get("source") == "published" else "searched by this toolkit")
+    about = [source, f"data {dataset.get('name', '?')}", f"profile {artifact.get('profile', '?')}",
              _count(len(iterations), "descent iteration"),
              _count(sum(len(it.get("records", [])) for it in iterations), "width record")]
     if seconds is not None:

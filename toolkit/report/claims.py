@@ -110,6 +110,7 @@ class Verdict:
     n: int  # cells (value/best) or cell pairs (ratio) behind the observed number
     stand_in: str = ""
     named_hardware: str = ""  # what the claim's own hardware is, where the source says
+    stand_in_short: str = ""  # ISA and cores: enough for the label on every claim's line
 
     @property
     def reason(self) -> str:
@@ -119,7 +120,7 @@ class Verdict:
     def label(self) -> str:
         """The verdict as a reader sees it, the hardware class included."""
         if self.stand_in and self.verdict != NOT_COMPARABLE:
-            return f"{self.verdict} on stand-in hardware ({self.stand_in})"
+            return f"{self.verdict} on stand-in hardware ({self.stand_in_short})"
         return self.verdict
 
     def expected_text(self) -> str:
@@ -283,6 +284,13 @@ def _holds(claim: Claim, observed: float | str) -> bool:
     return value >= expected if claim.operator == "at_least" else value <= expected
 
 
+def machine_in_short(environment: dict[str, Any]) -> str:
+    """ISA and usable cores, e.g. "x86_64, 2 cores"."""
+    cores = environment.get("cores_usable") or environment.get("cores")
+    return ", ".join([str(environment.get("machine") or "unknown ISA")]
+                     + ([f"{cores} cores"] if cores else []))
+
+
 def describe_machine(environment: dict[str, Any]) -> str:
     """The measuring machine in a few words: ISA, CPU, cores, ONNX Runtime build."""
     parts = [str(environment.get("machine") or "unknown ISA")]
@@ -303,10 +311,11 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
              hardware_notes: dict[str, str] | None = None) -> Verdict:
     """One claim against one run: rows are ok cells with coordinates, settings and metrics."""
     observation = _observe(claim, rows, cells)
-    reasons, stand_in = [], ""
+    reasons, stand_in, short = [], "", ""
     if claim.hardware and device_type not in claim.hardware:
         if claim.stand_in:
             stand_in = describe_machine(environment or {"machine": device_type})
+            short = machine_in_short(environment or {"machine": device_type})
         else:
             reasons.append(f"needs {' or '.join(claim.hardware)} (this run: {device_type})")
     if PROFILES.index(profile) < PROFILES.index(claim.min_profile):
@@ -322,9 +331,10 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     named = "; ".join(notes[h] for h in claim.hardware if h in notes)
     if reasons:
         return Verdict(claim, source, NOT_COMPARABLE, observation.value, tuple(reasons),
-                       observation.n, stand_in, named)
+                       observation.n, stand_in, named, short)
     verdict = REPRODUCED if _holds(claim, observation.value) else NOT_REPRODUCED
-    return Verdict(claim, source, verdict, observation.value, (), observation.n, stand_in, named)
+    return Verdict(claim, source, verdict, observation.value, (), observation.n, stand_in, named,
+                   short)
 
 
 def run_rows(cells: pl.DataFrame, records: pl.DataFrame,

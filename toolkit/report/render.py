@@ -20,7 +20,7 @@ from markupsafe import Markup
 from toolkit import units
 from toolkit.derived import DERIVED, RUNTIME_MEMORY, metric_value
 from toolkit.experiments.cells import COORDINATES
-from toolkit.report import charts, claims
+from toolkit.report import charts, claims, summary
 from toolkit.report.architectures import architectures
 from toolkit.results import RunStore
 
@@ -54,42 +54,48 @@ RAW_FILES = (
 
 @dataclass(frozen=True)
 class Column:
-    """A metric column of the results table: stored metric shown in a display unit."""
+    """A metric column of the results table: stored metric shown in a display unit. Columns of
+    one group stay side by side when a wide table is split into parts that fit the page."""
 
     label: str
     metric: str
     unit: str
     integer: bool = False
+    group: str = "other"
 
 
+SIZE, SPEED, TRAINING, MEMORY = "size", "speed", "training", "memory and accuracy"
 METRIC_COLUMNS = (
-    Column("params (M)", "params", "M"),
-    Column("MACs (M)", "macs", "M MACs"),
-    Column("session create (ms)", "session_create", "ms"),
-    Column("first run (ms)", "first_run", "ms"),
-    Column("p50 (ms)", "latency_p50", "ms"),
-    Column("p90 (ms)", "latency_p90", "ms"),
-    Column("CV (%)", "latency_cv", "%"),
-    Column("robust CV (%)", "latency_rcv", "%"),
-    Column("n", "latency_n", "count", integer=True),
-    Column("throughput (img/s)", "throughput", "1/s"),
-    Column("peak RSS (MiB)", "rss_peak", "MiB"),
-    Column("model memory (MiB)", "model_memory", "MiB"),
-    Column("step p50 (ms)", "step_time_p50", "ms"),
-    Column("step robust CV (%)", "step_time_rcv", "%"),
-    Column("train FLOP ratio (%)", "train_flops_ratio", "%"),
-    Column("achieved (GFLOP/s)", "achieved_flops", "GFLOP/s"),
-    Column("MFU (%)", "mfu", "%"),
-    Column("matmul peak (GFLOP/s)", "peak_flops_fp32", "GFLOP/s"),
-    Column("epoch estimate (s)", "epoch_time_estimate", "s"),
-    Column("loss (last)", "loss_last", "nat"),
-    Column("GPU max allocated (MiB)", "gpu_max_allocated", "MiB"),
-    Column("GPU memory (MiB)", "gpu_memory_peak_delta", "MiB"),
-    Column("container peak (MiB)", "cgroup_memory_peak", "MiB"),
-    Column("accuracy (%)", "accuracy", "%"),
-    Column("accuracy / MB", "accuracy_per_mb", "1/MB"),
-    Column("memory / param (B)", "memory_per_param", "B"),
+    Column("params (M)", "params", "M", group=SIZE),
+    Column("MACs (M)", "macs", "M MACs", group=SIZE),
+    Column("session create (ms)", "session_create", "ms", group=SPEED),
+    Column("first run (ms)", "first_run", "ms", group=SPEED),
+    Column("p50 (ms)", "latency_p50", "ms", group=SPEED),
+    Column("p90 (ms)", "latency_p90", "ms", group=SPEED),
+    Column("CV (%)", "latency_cv", "%", group=SPEED),
+    Column("robust CV (%)", "latency_rcv", "%", group=SPEED),
+    Column("n", "latency_n", "count", integer=True, group=SPEED),
+    Column("throughput (img/s)", "throughput", "1/s", group=SPEED),
+    Column("step p50 (ms)", "step_time_p50", "ms", group=TRAINING),
+    Column("step robust CV (%)", "step_time_rcv", "%", group=TRAINING),
+    Column("train FLOP ratio (%)", "train_flops_ratio", "%", group=TRAINING),
+    Column("achieved (GFLOP/s)", "achieved_flops", "GFLOP/s", group=TRAINING),
+    Column("MFU (%)", "mfu", "%", group=TRAINING),
+    Column("matmul peak (GFLOP/s)", "peak_flops_fp32", "GFLOP/s", group=TRAINING),
+    Column("epoch estimate (s)", "epoch_time_estimate", "s", group=TRAINING),
+    Column("loss (last)", "loss_last", "nat", group=TRAINING),
+    Column("peak RSS (MiB)", "rss_peak", "MiB", group=MEMORY),
+    Column("model memory (MiB)", "model_memory", "MiB", group=MEMORY),
+    Column("GPU max allocated (MiB)", "gpu_max_allocated", "MiB", group=MEMORY),
+    Column("GPU memory (MiB)", "gpu_memory_peak_delta", "MiB", group=MEMORY),
+    Column("container peak (MiB)", "cgroup_memory_peak", "MiB", group=MEMORY),
+    Column("accuracy (%)", "accuracy", "%", group=MEMORY),
+    Column("accuracy / MB", "accuracy_per_mb", "1/MB", group=MEMORY),
+    Column("memory / param (B)", "memory_per_param", "B", group=MEMORY),
 )
+# Characters of the table font (about 8.6 px each, padding included) a results table part may
+# take: at most about 1100 px of the 1120 px a 1280-px screen leaves it.
+TABLE_BUDGET = 128
 # Per-size and per-dtype figures of the peak cell stay in the raw data (the fp32 peak is shown).
 NOT_TABULATED_PREFIXES = ("matmul_", "peak_flops_bf16", "peak_flops_fp16")
 # Known metrics kept out of the table to keep it readable; they stay in records.parquet.
@@ -183,7 +189,7 @@ def render_fleet_report(fleet: dict[str, Any], run_dirs: dict[str, Path], out_di
 
 
 def _verdicts(manifest: dict, run_dir: Path, cells: pl.DataFrame) -> dict[str, Any]:
-    """Every published claim's verdict on this run, and counts per verdict."""
+    """Every published claim's verdict on this run, formatted by summary.claims_context."""
     records_path = run_dir / "records.parquet"
     records = (pl.read_parquet(records_path) if records_path.exists()
                else pl.DataFrame(schema={"cell_id": pl.String, "metric": pl.String,
@@ -194,18 +200,7 @@ def _verdicts(manifest: dict, run_dir: Path, cells: pl.DataFrame) -> dict[str, A
     environment = manifest.get("environment", {})
     verdicts = claims.evaluate_all(claims.load_publications(), rows, all_cells,
                                    manifest.get("profile", "smoke"), environment)
-    counts: dict[str, int] = {}
-    for verdict in verdicts:
-        counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
-    return {
-        "summary": ", ".join(f"{n} {name}" for name, n in counts.items()) or "no claims",
-        "rows": [{"id": v.claim.id, "source": v.source.key, "statement": v.claim.statement,
-                  "expected": v.expected_text(), "observed": v.observed_text(), "n": v.n,
-                  "verdict": v.verdict, "css": v.verdict.replace(" ", "-"), "reason": v.reason}
-                 for v in verdicts],
-        "sources": [{"key": p.source.key, "citation": p.source.citation, "url": p.source.url,
-                     "notes": p.source.notes} for p in claims.load_publications()],
-    }
+    return summary.claims_context(verdicts)
 
 
 def _jinja() -> Environment:
@@ -218,6 +213,7 @@ def _jinja() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = md_escape
+    env.filters["short"] = summary.shorten
     return env
 
 
@@ -295,6 +291,7 @@ def _run_info(manifest: dict, cells: pl.DataFrame) -> dict[str, Any]:
         "profile": str(manifest.get("profile", "")),
         "runner": str(manifest.get("runner", "")),
         "runner_note": str(manifest.get("runner_note") or ""),
+        "machine": summary.machine_text(manifest.get("environment", {})),
         "commit": commit,
         "summary": _status_summary(cells["status"].to_list()),
         "wall": f"{units.fmt(wall)} s" if wall else units.MISSING,
@@ -321,6 +318,7 @@ def _experiment(
     drawn, skipped = _charts(name, rows, coords, metrics, losses, out_dir)
     return {
         "name": name,
+        "anchor": "exp-" + summary.slug(name),
         "description": str(spec.get("description", "")),
         "protocol": _protocol(spec.get("measure", {})),
         "spec_json": json.dumps(spec, indent=2, sort_keys=True, default=str),
@@ -450,10 +448,13 @@ def _metric_text(column: Column, value: tuple[float, str] | None) -> str:
 def _table(
     rows: list[dict[str, Any]], coords: list[str], metrics: dict[str, Metrics]
 ) -> dict[str, Any]:
-    """Headers and preformatted rows. Metric columns nobody in this experiment measured are
-    left out; unknown metrics get a generic column in their default display unit."""
+    """The cells that ran as preformatted table parts that each fit the page, their reasons as
+    footnotes, and the cells that did not run as counts by reason. Metric columns nobody in
+    this experiment measured are left out; unknown metrics get a generic column in their
+    default display unit; coordinates every row shares are said once above the table."""
+    ran = [r for r in rows if r["status"] != summary.NOT_RUN]
     present: dict[str, str] = {}
-    for row in rows:
+    for row in ran:
         for metric, (_, unit) in metrics.get(row["cell_id"], {}).items():
             present.setdefault(metric, unit)
     known = {c.metric for c in METRIC_COLUMNS} | NOT_TABULATED
@@ -462,22 +463,28 @@ def _table(
         for m, u in sorted(present.items())
         if m not in known and not m.startswith(NOT_TABULATED_PREFIXES)
     ]
+    shown, fixed = summary.split_coordinates(ran, coords)
+    notes = summary.Notes()
     body = []
-    for row in rows:
+    for row in ran:
         cell = metrics.get(row["cell_id"], {})
-        body.append(
-            {
-                "values": [_coord_text(row.get(c)) for c in coords]
-                + [_metric_text(col, cell.get(col.metric)) for col in columns]
-                + [_status_text(row)],
-                "status": str(row["status"]),
-                "css": "status-" + re.sub(r"[^a-z0-9]+", "-", str(row["status"]).lower()),
-            }
-        )
+        status = str(row["status"])
+        note = notes.cite(_status_text(row)) if status != "ok" and row.get("reason") else 0
+        body.append({
+            "coords": [_coord_text(row.get(c)) for c in shown],
+            "metrics": [_metric_text(col, cell.get(col.metric)) for col in columns],
+            "status": status,
+            "note": note,
+            "marks": summary.marks([note]) if note else "",
+            "css": "status-" + summary.slug(status),
+        })
     return {
-        "headers": coords + [c.label for c in columns] + ["status"],
-        "numeric": [False] * len(coords) + [True] * len(columns) + [False],
-        "rows": body,
+        "ran": len(ran),
+        "fixed": ", ".join(fixed),
+        "parts": summary.table_parts(shown, [(c.label, c.group) for c in columns], body,
+                                     TABLE_BUDGET),
+        "notes": notes.rows(),
+        "not_run": summary.not_run(rows, coords),
     }
 
 
