@@ -109,7 +109,9 @@ class _KeepsHelpFlag(Task):
 @task(klass=_KeepsHelpFlag, help={
     "experiment": "experiments to run, comma-separated names or a path to a .toml spec "
                   "(default: every experiment)",
-    "profile": "smoke (minutes on a laptop CPU), quick, or paper (the published protocol)",
+    "profile": "smoke (minutes on a laptop CPU), quick (scaling: Gealy's CPU claims on the "
+               "published NeuralScale architectures, stand-in verdicts off a Raspberry Pi), or "
+               "paper (the published protocol)",
     "model": "restrict the grid to these models, comma-separated (e.g. vgg11)",
     "batch": "restrict the grid to these batch sizes, comma-separated",
     "runner": "auto, host or docker (auto: docker when an engine answers, else host)",

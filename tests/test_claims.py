@@ -156,12 +156,12 @@ def test_lee_claims_match_on_the_cells_data_set_from_their_settings():
     cells = pl.DataFrame([{k: v for k, v in cell.items()}])
     records = pl.DataFrame({"cell_id": [cell["cell_id"]], "metric": ["accuracy"],
                             "value": [0.885]})
-    settings = {cell["cell_id"]: {"dataset": "cifar10", "classes": 10, "scaling_mode": "width"}}
-    rows, all_cells = run_rows(cells, records, settings)
+    ran_with = {"dataset": "cifar10", "classes": 10, "scaling_mode": "width"}
+    rows, all_cells = run_rows(cells, records, {cell["cell_id"]: {"settings": ran_with}})
     verdict = evaluate(claim, SOURCE, rows, all_cells, "paper", "x86_64-generic")
     assert verdict.verdict == REPRODUCED, verdict.reason
-    rows, all_cells = run_rows(cells, records, settings | {
-        cell["cell_id"]: settings[cell["cell_id"]] | {"dataset": "digits"}})
+    rows, all_cells = run_rows(cells, records, {
+        cell["cell_id"]: {"settings": ran_with | {"dataset": "digits"}}})
     verdict = evaluate(claim, SOURCE, rows, all_cells, "paper", "x86_64-generic")
     assert verdict.verdict == NOT_COMPARABLE
     assert verdict.reason.startswith("no ok cells with dataset=cifar10")
@@ -251,7 +251,10 @@ def test_cpu_claims_on_another_cpu_are_stand_in_verdicts_gpu_claims_are_not():
     verdict = _judge(claim, _grid(latency_ratio=3.0))
     assert verdict.verdict == REPRODUCED and verdict.stand_in
     assert verdict.label == "reproduced on stand-in hardware (x86_64, 2 cores)"
-    assert verdict.stand_in == "x86_64 Test CPU, 2 cores, ONNX Runtime 1.20.1 (CPU build)"
+    assert verdict.stand_in == ("x86_64 Test CPU, 2 cores, ONNX Runtime 1.20.1 (x86_64 CPU "
+                                "build)")
+    measured_by = [c | {"onnxruntime_version": "1.19.2"} for c in _grid()]
+    assert _judge(claim, measured_by).stand_in.endswith("ONNX Runtime 1.19.2 (x86_64 CPU build)")
     assert "Cortex-A72" in verdict.named_hardware
     assert _judge(claim, _grid(latency_ratio=2.0)).label.startswith(
         "not reproduced on stand-in hardware")

@@ -38,6 +38,7 @@ DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"
 SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
 FIT = "fit"  # row field: the kind of fit a NeuralScale cell's architecture came from
 POWER_LAW = "power_law"
+ORT_VERSION = "onnxruntime_version"  # row field: the ONNX Runtime that measured the cell
 MISSING_LISTED = 6  # missing pairs named in a coverage reason before "and k more"
 
 
@@ -291,17 +292,22 @@ def machine_in_short(environment: dict[str, Any]) -> str:
                      + ([f"{cores} cores"] if cores else []))
 
 
-def describe_machine(environment: dict[str, Any]) -> str:
-    """The measuring machine in a few words: ISA, CPU, cores, ONNX Runtime build."""
+def describe_machine(environment: dict[str, Any], rows: list[dict[str, Any]] = ()) -> str:
+    """The measuring machine in a few words: ISA, CPU, cores, and the ONNX Runtime that
+    measured the rows (from the cells, else the host's package)."""
     parts = [str(environment.get("machine") or "unknown ISA")]
     if environment.get("cpu"):
         parts[0] += f" {environment['cpu']}"
     cores = environment.get("cores_usable") or environment.get("cores")
     if cores:
         parts.append(f"{cores} cores")
-    ort = (environment.get("packages") or {}).get("onnxruntime")
-    if ort:
-        parts.append(f"ONNX Runtime {ort} (CPU build)")
+    versions = sorted({str(r[ORT_VERSION]) for r in rows if r.get(ORT_VERSION)})
+    packages = environment.get("packages") or {}
+    if not versions and packages.get("onnxruntime"):
+        versions = [str(packages["onnxruntime"])]
+    if versions:
+        parts.append(f"ONNX Runtime {' and '.join(versions)} ({environment.get('machine')} "
+                     "CPU build)")
     return ", ".join(parts)
 
 
@@ -314,7 +320,8 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     reasons, stand_in, short = [], "", ""
     if claim.hardware and device_type not in claim.hardware:
         if claim.stand_in:
-            stand_in = describe_machine(environment or {"machine": device_type})
+            stand_in = describe_machine(environment or {"machine": device_type},
+                                        observation.used)
             short = machine_in_short(environment or {"machine": device_type})
         else:
             reasons.append(f"needs {' or '.join(claim.hardware)} (this run: {device_type})")
@@ -338,23 +345,28 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
 
 
 def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
-             settings: dict[str, dict[str, Any]] | None = None,
+             results: dict[str, dict[str, Any]] | None = None,
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(ok cells with their metrics as columns, every cell) from a run's tables.
 
-    `settings` (cell id -> the settings the cell ran with, from its result file) adds what
-    claims filter on beyond the grid: the data set, class count, scaling convention and, for a
-    NeuralScale cell, the kind of fit its architecture was solved from."""
+    `results` (cell id -> the cell's result file: its settings and the versions that measured
+    it) adds what claims filter on beyond the grid: the data set, class count, scaling
+    convention, for a NeuralScale cell the kind of fit its architecture was solved from, and
+    the ONNX Runtime that measured it (named beside a stand-in verdict)."""
     all_cells = cells.to_dicts()
     metrics: dict[str, dict[str, float]] = {}
     for cell_id, metric, value in records.select("cell_id", "metric", "value").iter_rows():
         metrics.setdefault(cell_id, {})[metric] = value
     for cell in all_cells:
-        ran_with = (settings or {}).get(cell["cell_id"]) or {}
+        result = (results or {}).get(cell["cell_id"]) or {}
+        ran_with = result.get("settings") or {}
         cell.update({name: ran_with[name] for name in SETTING_FIELDS if name in ran_with})
         solution = ran_with.get("neuralscale_solution") or {}
         if solution.get("fit"):
             cell[FIT] = solution["fit"]
+        ort = (result.get("versions") or {}).get("onnxruntime")
+        if ort:
+            cell[ORT_VERSION] = ort
     rows = [c | metrics.get(c["cell_id"], {}) for c in all_cells if c["status"] == "ok"]
     return rows, all_cells
 

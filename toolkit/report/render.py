@@ -194,9 +194,7 @@ def _verdicts(manifest: dict, run_dir: Path, cells: pl.DataFrame) -> dict[str, A
     records = (pl.read_parquet(records_path) if records_path.exists()
                else pl.DataFrame(schema={"cell_id": pl.String, "metric": pl.String,
                                          "value": pl.Float64}))
-    rows, all_cells = claims.run_rows(cells, records, {
-        cell_id: payload.get("settings") or {}
-        for cell_id, payload in RunStore(run_dir).cell_results().items()})
+    rows, all_cells = claims.run_rows(cells, records, RunStore(run_dir).cell_results())
     environment = manifest.get("environment", {})
     verdicts = claims.evaluate_all(claims.load_publications(), rows, all_cells,
                                    manifest.get("profile", "smoke"), environment)
@@ -352,7 +350,7 @@ def _method_ratios(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> d
     uniform, neuralscale = by_method.get("uniform", {}), by_method.get("neuralscale", {})
     body = []
     for key in sorted(set(uniform) & set(neuralscale), key=str):
-        cells = [_coord_text(v) for v in key]
+        cells = [summary.coord_text(v) for v in key]
         for _, metric in RATIO_METRICS:
             a, b = neuralscale[key].get(metric), uniform[key].get(metric)
             cells.append(units.fmt(a / b) if a is not None and b else units.MISSING)
@@ -374,7 +372,7 @@ def _speedups(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> dict[s
         reference = throughput.get((*group[:3], 0, "fp32"))
         if not reference:
             continue
-        body.append([_coord_text(v) for v in group] + [
+        body.append([summary.coord_text(v) for v in group] + [
             units.fmt(throughput[(*group, p)] / reference) + "×" if (*group, p) in throughput
             else units.MISSING for p in precisions])
     return {"headers": ["framework", "device", "batch", "freeze", *precisions], "rows": body}
@@ -421,14 +419,6 @@ def _protocol(measure: dict[str, Any]) -> list[tuple[str, str]]:
     return items
 
 
-def _coord_text(value: Any) -> str:
-    if value is None:
-        return units.MISSING
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def _status_text(row: dict[str, Any]) -> str:
     status, reason = str(row["status"]), str(row.get("reason") or "")
     return f"{status}: {reason}" if reason and status != "ok" else status
@@ -471,7 +461,7 @@ def _table(
         status = str(row["status"])
         note = notes.cite(_status_text(row)) if status != "ok" and row.get("reason") else 0
         body.append({
-            "coords": [_coord_text(row.get(c)) for c in shown],
+            "coords": [summary.coord_text(row.get(c)) for c in shown],
             "metrics": [_metric_text(col, cell.get(col.metric)) for col in columns],
             "status": status,
             "note": note,
@@ -538,7 +528,7 @@ def _varying(rows: list[dict[str, Any]], coords: list[str], fixed: tuple[str, ..
     """Coordinates outside `fixed` that take more than one value across rows: they must be part
     of a series label, or two different cells would share one line."""
     return [c for c in coords
-            if c not in fixed and len({_coord_text(r.get(c)) for r in rows}) > 1]
+            if c not in fixed and len({summary.coord_text(r.get(c)) for r in rows}) > 1]
 
 
 def _scaling_charts(
@@ -556,7 +546,7 @@ def _scaling_charts(
     points = []
     for r in ok:
         values = {m: v for m, (v, _) in metrics[r["cell_id"]].items()}
-        label = " / ".join(_coord_text(r.get(k)) for k in keys if k in r)
+        label = " / ".join(summary.coord_text(r.get(k)) for k in keys if k in r)
         points.append(charts.Point(label, values["params"], values))
     made = []
     for kind, draw, title, caption, needs in (
@@ -600,12 +590,12 @@ def _accuracy_memory_chart(
     lines: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for r in both:
         cell = metrics[r["cell_id"]]
-        series = " / ".join(_coord_text(r.get(k)) for k in keys)
-        lines.setdefault((_coord_text(r.get("model")), series), []).append(
+        series = " / ".join(summary.coord_text(r.get(k)) for k in keys)
+        lines.setdefault((summary.coord_text(r.get("model")), series), []).append(
             (r.get("scale") or 0.0, metric_value(values(r), RUNTIME_MEMORY),
              cell["accuracy"][0]))
     traces = [charts.Trace(model, series, tuple((m, a) for _, m, a in sorted(pts)),
-                           tuple(f"{_coord_text(s)}×" for s, _, _ in sorted(pts)))
+                           tuple(f"{summary.coord_text(s)}×" for s, _, _ in sorted(pts)))
               for (model, series), pts in sorted(lines.items())]
     charts.accuracy_memory_chart(traces, path, title)
     return _drawn(path, title, f"{title}: one panel per model, one line per {' / '.join(keys)}",
@@ -626,7 +616,7 @@ def _training_label(row: dict[str, Any], shown: list[str]) -> str:
     could not tell a freeze of 8 from a batch of 8."""
     parts = []
     for coord in shown:
-        text = _coord_text(row.get(coord))
+        text = summary.coord_text(row.get(coord))
         parts.append(f"{coord} {text}" if coord in ("freeze", "batch") else text)
     return " / ".join(parts)
 
