@@ -316,10 +316,16 @@ def test(c, all=False, k=""):
     c.run(" ".join(f"'{a}'" if a == "" or " " in a else a for a in args), pty=False)
 
 
-@task(help={"name": "only this benchmark (default: all)"})
+@task(help={"name": "only this benchmark (default: all)",
+            "compare": "A,B: two bench files (paths or stamps under results/bench) compared, "
+                       "every figure as B ÷ A; runs no benchmark"})
 @user_errors
-def bench(c, name=""):
-    """Run the benchmarks and write their figures to results/bench/."""
+def bench(c, name="", compare=""):
+    """Run the benchmarks and write their figures, machine and versions to results/bench/."""
     from toolkit import bench as benches
+    from toolkit import bench_files
 
+    if compare:
+        benches.show_comparison(*bench_files.pair(compare, RESULTS / "bench"))
+        return
     benches.run_all(name or None, RESULTS / "bench")

@@ -5,7 +5,6 @@ and shown as a table. A missed target is reported, not hidden, and makes the tas
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from toolkit import artifacts
+from toolkit import artifacts, bench_files
 from toolkit.device.errors import UserError
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import expand
@@ -233,9 +232,8 @@ def run_all(name: str | None, out_dir: Path) -> Path:
         if name in (None, bench_name):
             console.print(f"bench {bench_name} …")
             figures[bench_name] = function(workdir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stamp}.json"
-    path.write_text(json.dumps(figures, indent=1, sort_keys=True))
+    bench_files.write(path, figures, bench_files.machine_record(Path(__file__).parents[1]))
     table = Table("benchmark", "figures", "target", "met")
     table.columns[1].overflow = "fold"  # one figure per line; long names fold, never cut
     for bench_name, values in figures.items():
@@ -248,3 +246,19 @@ def run_all(name: str | None, out_dir: Path) -> Path:
     if missed:
         raise UserError(f"targets missed: {', '.join(missed)} (figures in {path})")
     return path
+
+
+def show_comparison(a: Path, b: Path) -> None:
+    """`invoke bench --compare A,B`: every figure both files have, B ÷ A."""
+    rows, warnings = bench_files.compare(a, b)
+    console = Console(soft_wrap=True)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    table = Table("benchmark", "figure", f"A ({a.stem})", f"B ({b.stem})", "B ÷ A")
+    for row in rows:
+        ratio = row.ratio
+        table.add_row(row.benchmark, row.figure, f"{row.a:.4g}", f"{row.b:.4g}",
+                      "–" if ratio is None else f"{ratio:.3f}")
+    console.print(table)
+    if not rows:
+        console.print("no numeric figure in common")
