@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import IMAGE_DIGEST, ROOT, TINY_SPEC
 
-from toolkit import images, pipeline
+from toolkit import bench_files, images, pipeline
 from toolkit.results import RunStore, list_runs, record_values
 from toolkit.runners.docker_runner import OWNER_LABEL, DockerRunner
 from toolkit.runners.host import HostRunner
@@ -142,7 +142,8 @@ def test_gpus_without_an_nvidia_runtime_is_one_line_before_any_cell(invoke_cmd, 
 def test_bench_records_the_container_overhead(invoke_cmd, built, tmp_path):
     done = invoke_cmd("bench", "--name", "container_overhead", results=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(next((tmp_path / "bench").glob("*.json")).read_text())
+    machine, figures = bench_files.read(next((tmp_path / "bench").glob("*.json")))
+    assert machine["cores"] >= 1 and machine["versions"]["docker"]
     overhead = figures["container_overhead"]
     assert 0 < overhead["host_launch_s"] < overhead["docker_launch_s"]
     assert overhead["container_overhead_s"] == pytest.approx(
