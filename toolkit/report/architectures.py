@@ -9,6 +9,7 @@ from typing import Any
 
 from toolkit import units
 from toolkit.device import models
+from toolkit.report.summary import plural
 from toolkit.results import RunStore
 
 
@@ -59,8 +60,8 @@ def _fit(artifact: dict[str, Any]) -> dict[str, Any]:
               f"{provenance.get('record_set', '')}".rstrip()
               if provenance.get("source") == "published" else "searched by this toolkit")
     about = [source, f"data {dataset.get('name', '?')}", f"profile {artifact.get('profile', '?')}",
-             _count(len(iterations), "descent iteration"),
-             _count(sum(len(it.get("records", [])) for it in iterations), "width record")]
+             plural(len(iterations), "descent iteration"),
+             plural(sum(len(it.get("records", [])) for it in iterations), "width record")]
     if seconds is not None:
         about.append(f"search {seconds / 60:.1f} min")
     return {
@@ -72,7 +73,3 @@ def _fit(artifact: dict[str, Any]) -> dict[str, Any]:
                  for i, (full, alpha, beta, r) in enumerate(zip(
                      artifact["full_widths"], fit["alpha"], fit["beta"], r2, strict=True))],
     }
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

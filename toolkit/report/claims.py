@@ -285,9 +285,15 @@ def _holds(claim: Claim, observed: float | str) -> bool:
     return value >= expected if claim.operator == "at_least" else value <= expected
 
 
+def usable_cores(environment: dict[str, Any]) -> int | None:
+    """The cores the run could use (its affinity), else the machine's count."""
+    cores = environment.get("cores_usable") or environment.get("cores")
+    return int(cores) if cores else None
+
+
 def machine_in_short(environment: dict[str, Any]) -> str:
     """ISA and usable cores, e.g. "x86_64, 2 cores"."""
-    cores = environment.get("cores_usable") or environment.get("cores")
+    cores = usable_cores(environment)
     return ", ".join([str(environment.get("machine") or "unknown ISA")]
                      + ([f"{cores} cores"] if cores else []))
 
@@ -298,7 +304,7 @@ def describe_machine(environment: dict[str, Any], rows: list[dict[str, Any]] = (
     parts = [str(environment.get("machine") or "unknown ISA")]
     if environment.get("cpu"):
         parts[0] += f" {environment['cpu']}"
-    cores = environment.get("cores_usable") or environment.get("cores")
+    cores = usable_cores(environment)
     if cores:
         parts.append(f"{cores} cores")
     versions = sorted({str(r[ORT_VERSION]) for r in rows if r.get(ORT_VERSION)})

@@ -527,8 +527,7 @@ def _skipped(title: str, reason: str, path: Path | None = None) -> Chart:
 def _varying(rows: list[dict[str, Any]], coords: list[str], fixed: tuple[str, ...]) -> list[str]:
     """Coordinates outside `fixed` that take more than one value across rows: they must be part
     of a series label, or two different cells would share one line."""
-    return [c for c in coords
-            if c not in fixed and len({summary.coord_text(r.get(c)) for r in rows}) > 1]
+    return [c for c in summary.varying(rows, coords) if c not in fixed]
 
 
 def _scaling_charts(

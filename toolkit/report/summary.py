@@ -69,9 +69,9 @@ def machine_text(environment: dict[str, Any]) -> str:
     """What measured: the device type the claims are judged against, then CPU, cores and GPU."""
     device = str(environment.get("device_type") or "unknown device type")
     details = [str(environment[k]) for k in ("cpu",) if environment.get(k)]
-    cores = environment.get("cores_usable") or environment.get("cores")
+    cores = claims.usable_cores(environment)
     if cores:
-        details.append(plural(int(cores), "core"))
+        details.append(plural(cores, "core"))
     gpu = str(environment.get("gpu") or "")
     if gpu and gpu != "none":
         details.append(f"GPU {gpu}")
@@ -197,6 +197,11 @@ def coord_text(value: Any) -> str:
     return str(value)
 
 
+def varying(rows: Sequence[dict[str, Any]], coords: Sequence[str]) -> list[str]:
+    """The coordinates that take more than one value (as shown) across rows."""
+    return [c for c in coords if len({coord_text(r.get(c)) for r in rows}) > 1]
+
+
 def split_coordinates(rows: Sequence[dict[str, Any]], coords: Sequence[str],
                       ) -> tuple[list[str], list[str]]:
     """(coordinates that vary across rows: table columns, "name value" of the others): a value
@@ -204,8 +209,8 @@ def split_coordinates(rows: Sequence[dict[str, Any]], coords: Sequence[str],
     keeps all its coordinates as columns."""
     if len(rows) < 2:
         return list(coords), []
-    varying = [c for c in coords if len({coord_text(r.get(c)) for r in rows}) > 1]
-    return varying, [f"{c} {coord_text(rows[0].get(c))}" for c in coords if c not in varying]
+    shown = varying(rows, coords)
+    return shown, [f"{c} {coord_text(rows[0].get(c))}" for c in coords if c not in shown]
 
 
 def cell_label(row: dict[str, Any], coords: Sequence[str]) -> str:
@@ -221,12 +226,11 @@ def not_run(rows: Sequence[dict[str, Any]], coords: Sequence[str]) -> dict[str, 
     """Cells that did not run, as counts by reason (most frequent first), each with the labels
     of its cells (the coordinates that tell those cells apart) for whoever expands it."""
     skipped = [r for r in rows if r["status"] == NOT_RUN]
-    varying = [c for c in coords if len({coord_text(r.get(c)) for r in skipped}) > 1]
-    varying = varying or list(coords)  # one cell, or identical ones: say everything
+    telling = varying(skipped, coords) or list(coords)  # one cell, or alike: say everything
     groups: dict[str, list[str]] = {}
     for row in skipped:
         reason = str(row.get("reason") or "") or "no reason recorded"
-        groups.setdefault(reason, []).append(cell_label(row, varying))
+        groups.setdefault(reason, []).append(cell_label(row, telling))
     ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
     return {
         "total": len(skipped),
