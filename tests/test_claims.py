@@ -273,3 +273,27 @@ def test_no_claim_is_reproduced_from_a_smoke_run_of_fallbacks():
     verdicts = evaluate_all(load_publications(), cells, cells, "paper",
                             {"device_type": "x86_64-generic", "machine": "x86_64"})
     assert {v.verdict for v in verdicts} == {NOT_COMPARABLE}
+
+
+def test_meissl_combined_speedup_on_a_cpu_is_a_stand_in_verdict_with_bf16():
+    claim = _shipped("meissl-freeze-plus-precision-speedup-cpu")
+    rows = [{"experiment": "training", "cell_id": f"{freeze}{precision}", "model": "vgg16",
+             "framework": "pytorch", "device": "cpu", "precision": precision,
+             "freeze": freeze, "batch": 64, "status": "ok", "reason": "", "throughput": t,
+             "torch_version": "2.5.1"}
+            for freeze, precision, t in ((0, "fp32", 90.0), (10, "bf16", 250.0),
+                                         (10, "fp32", 200.0))]
+    environment = {"machine": "x86_64", "cpu": "Test CPU", "cores_usable": 2,
+                   "packages": {"onnxruntime": "1.20.1"}}
+    verdict = evaluate(claim, SOURCE, rows, rows, "quick", "x86_64-generic", environment)
+    assert verdict.observed == pytest.approx(250 / 90) and verdict.verdict == REPRODUCED
+    assert verdict.label == "reproduced on stand-in hardware (x86_64, 2 cores)"
+    assert verdict.stand_in == "x86_64 Test CPU, 2 cores, PyTorch 2.5.1"
+    rows[1]["throughput"] = 370.0  # 4.1x: more than "nearly three"
+    assert evaluate(claim, SOURCE, rows, rows, "quick", "x86_64-generic",
+                    environment).verdict == NOT_REPRODUCED
+    smoke = evaluate(claim, SOURCE, rows, rows, "smoke", "x86_64-generic", environment)
+    assert smoke.verdict == NOT_COMPARABLE and smoke.observed == pytest.approx(370 / 90)
+    without_bf16 = evaluate(claim, SOURCE, rows[::2], rows, "quick", "x86_64-generic",
+                            environment)
+    assert without_bf16.verdict == NOT_COMPARABLE

@@ -738,3 +738,21 @@ def test_long_digests_are_shortened_for_the_page() -> None:
     digest = "repo@sha256:" + "7b9f4058c8b4f518" * 4
     assert summary.shorten(digest) == "repo@sha256:7b9f4058c8b4…"
     assert summary.shorten("sha256:ort") == "sha256:ort"  # short ids stay whole
+
+
+def test_mfu_is_against_the_peak_of_the_cells_device_and_precision(tmp_path: Path) -> None:
+    from toolkit.report import render
+
+    rows = [("peak", "cpu", "fp32", "peak_flops_fp32", 100e9),
+            ("peak", "cpu", "fp32", "peak_flops_bf16", 200e9),
+            ("peak", "cpu", "fp32", "peak_flops_fp32_theoretical", 150e9),
+            ("a", "cpu", "fp32", "achieved_flops", 50e9),
+            ("b", "cpu", "bf16", "achieved_flops", 50e9),
+            ("c", "cuda", "fp16", "achieved_flops", 10e9)]  # no CUDA peak in this run
+    path = tmp_path / "records.parquet"
+    pl.DataFrame([{"cell_id": c, "device": d, "precision": p, "metric": m, "value": v,
+                   "unit": "FLOP/s"} for c, d, p, m, v in rows]).write_parquet(path)
+    metrics = render._load_metrics(path)
+    assert metrics["a"]["mfu"] == (0.5, "ratio")
+    assert metrics["b"]["mfu"] == (0.25, "ratio")  # the bf16 peak, not the fp32 one
+    assert "mfu" not in metrics["c"] and "mfu" not in metrics["peak"]

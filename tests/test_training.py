@@ -14,7 +14,7 @@ from toolkit.device import job as device_job
 from toolkit.device.models import build_model, count_macs, full_widths
 from toolkit.device.results import NotRun
 from toolkit.device.training import common, ort_trainer, peak, torch_trainer
-from toolkit.device.training.flops import layer_macs, training_flops
+from toolkit.device.training.flops import conv_shapes, conv_taps, layer_macs, training_flops
 from toolkit.device.training.freeze import conv_blocks, freeze_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,23 +79,38 @@ def test_layer_macs_sum_to_count_macs(widths):
     assert sum(m for _, m in layer_macs("vgg16", widths, 100)) == count_macs("vgg16", widths, 100)
 
 
+@pytest.mark.parametrize("side", [1, 2, 4, 7, 32])
+def test_conv_taps_without_padding_count_the_taps_on_the_input(side):
+    # Brute force: every (output position, kernel tap) pair whose input position is inside.
+    inside = sum(1 for y in range(side) for x in range(side) for dy in (-1, 0, 1)
+                 for dx in (-1, 0, 1) if 0 <= y + dy < side and 0 <= x + dx < side)
+    assert conv_taps(side, padding_taps=False) == inside
+    assert conv_taps(side) == 9 * side * side
+
+
+def test_conv_shapes_follow_the_layout():
+    shapes = conv_shapes("vgg16", full_widths("vgg16"))
+    assert shapes[0] == (3, 64, 32) and shapes[-1] == (512, 512, 2) and len(shapes) == 13
+
+
 def test_training_flops_of_full_vgg16():
     widths = full_widths("vgg16")
     full = training_flops("vgg16", widths, 0)
-    assert full["forward"] == 2 * 313_201_664  # 0.63 GFLOP per image
-    first_conv = layer_macs("vgg16", widths)[0][1]
+    # 0.49 GFLOP per image: the 0.63 of the usual count less the taps on the zero padding
+    assert full["forward"] == 2 * 247_314_176
+    first_conv = layer_macs("vgg16", widths, padding_taps=False)[0][1]
     assert full["train"] == 3 * full["forward"] - 2 * first_conv
     assert 2.98 < full["train"] / full["forward"] <= 3.0
     assert full["train_ratio"] == 1.0
     ratios = [training_flops("vgg16", widths, k)["train_ratio"] for k in range(14)]
     assert all(a > b for a, b in zip(ratios, ratios[1:], strict=False))
     last = training_flops("vgg16", widths, 13)
-    classifier = layer_macs("vgg16", widths)[-1][1]
+    classifier = layer_macs("vgg16", widths, padding_taps=False)[-1][1]
     assert last["train"] == last["forward"] + 2 * classifier  # weight gradient of the head only
     assert last["train_ratio"] == pytest.approx(1 / 3, abs=0.01)
     # Freezing the 2 first blocks (at 32x32) removes their weight grads and conv2's input grad.
     two = training_flops("vgg16", widths, 2)
-    macs = dict(layer_macs("vgg16", widths))
+    macs = dict(layer_macs("vgg16", widths, padding_taps=False))
     assert full["train"] - two["train"] == 2 * (macs["conv1"] + 2 * macs["conv2"]
                                                 + macs["conv3"])
 

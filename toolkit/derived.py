@@ -39,6 +39,20 @@ DERIVED: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {
 }
 
 
+def utilisation(achieved: dict[str, float], peaks: dict[tuple[str, str], float],
+                coords: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """Model-FLOP utilisation (MFU) per training cell: its achieved FLOP/s over the peak that
+    the run measured on the same device in the cell's own precision (bf16 cells against the
+    bf16 peak, not the fp32 one). achieved: cell -> FLOP/s; peaks: (device, precision) ->
+    FLOP/s; coords: cell -> (device, precision). Cells without a matching peak get none."""
+    out = {}
+    for cell, flops in achieved.items():
+        peak = peaks.get(coords.get(cell, ("", "")))
+        if peak:
+            out[cell] = flops / peak
+    return out
+
+
 def metric_value(metrics: dict[str, Any], name: str) -> float | None:
     """A measured metric, or a derived one computed from the measured ones."""
     if name in DERIVED:

@@ -94,6 +94,8 @@ def expand(experiment: ResolvedExperiment) -> list[Cell]:
                                                  "freeze": 0, "batch": 0},
                        {"threads": base["threads"], "seed": base["seed"],
                         "sizes": base["peak_sizes"], "timeout_seconds": base["timeout_seconds"],
+                        # the training cells' own convolutions: the library path they take
+                        "conv_models": list(grid["model"]), "conv_batches": list(grid["batch"]),
                         "prepare_timeout_seconds": base["prepare_timeout_seconds"]},
                        experiment.measure.model_dump())
                   for device in grid["device"]]

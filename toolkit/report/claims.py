@@ -38,7 +38,9 @@ DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"
 SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
 FIT = "fit"  # row field: the kind of fit a NeuralScale cell's architecture came from
 POWER_LAW = "power_law"
-ORT_VERSION = "onnxruntime_version"  # row field: the ONNX Runtime that measured the cell
+# Packages whose version that measured a cell is a row field ("<package>_version"), named
+# beside a stand-in verdict.
+VERSION_PACKAGES = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
 MISSING_LISTED = 6  # missing pairs named in a coverage reason before "and k more"
 
 
@@ -299,21 +301,24 @@ def machine_in_short(environment: dict[str, Any]) -> str:
 
 
 def describe_machine(environment: dict[str, Any], rows: list[dict[str, Any]] = ()) -> str:
-    """The measuring machine in a few words: ISA, CPU, cores, and the ONNX Runtime that
-    measured the rows (from the cells, else the host's package)."""
+    """The measuring machine in a few words: ISA, CPU, cores, and the ONNX Runtime or PyTorch
+    that measured the rows (from the cells, else the host's package)."""
     parts = [str(environment.get("machine") or "unknown ISA")]
     if environment.get("cpu"):
         parts[0] += f" {environment['cpu']}"
     cores = usable_cores(environment)
     if cores:
         parts.append(f"{cores} cores")
-    versions = sorted({str(r[ORT_VERSION]) for r in rows if r.get(ORT_VERSION)})
     packages = environment.get("packages") or {}
-    if not versions and packages.get("onnxruntime"):
-        versions = [str(packages["onnxruntime"])]
-    if versions:
-        parts.append(f"ONNX Runtime {' and '.join(versions)} ({environment.get('machine')} "
-                     "CPU build)")
+    named = {package: sorted({str(r[f"{package}_version"]) for r in rows
+                              if r.get(f"{package}_version")}) for package in VERSION_PACKAGES}
+    if not any(named.values()):  # older runs: the host's package of the rows' framework
+        package = "torch" if {r.get("framework") for r in rows} == {"pytorch"} else "onnxruntime"
+        named[package] = [str(packages[package])] if packages.get(package) else []
+    for package, versions in named.items():
+        if versions:
+            build = f" ({environment.get('machine')} CPU build)" if package == "onnxruntime" else ""
+            parts.append(f"{VERSION_PACKAGES[package]} {' and '.join(versions)}{build}")
     return ", ".join(parts)
 
 
@@ -358,7 +363,7 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
     `results` (cell id -> the cell's result file: its settings and the versions that measured
     it) adds what claims filter on beyond the grid: the data set, class count, scaling
     convention, for a NeuralScale cell the kind of fit its architecture was solved from, and
-    the ONNX Runtime that measured it (named beside a stand-in verdict)."""
+    the ONNX Runtime or PyTorch that measured it (named beside a stand-in verdict)."""
     all_cells = cells.to_dicts()
     metrics: dict[str, dict[str, float]] = {}
     for cell_id, metric, value in records.select("cell_id", "metric", "value").iter_rows():
@@ -370,9 +375,9 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
         solution = ran_with.get("neuralscale_solution") or {}
         if solution.get("fit"):
             cell[FIT] = solution["fit"]
-        ort = (result.get("versions") or {}).get("onnxruntime")
-        if ort:
-            cell[ORT_VERSION] = ort
+        versions = result.get("versions") or {}
+        cell.update({f"{package}_version": versions[package] for package in VERSION_PACKAGES
+                     if versions.get(package)})
     rows = [c | metrics.get(c["cell_id"], {}) for c in all_cells if c["status"] == "ok"]
     return rows, all_cells
 

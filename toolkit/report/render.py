@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from toolkit import units
-from toolkit.derived import DERIVED, RUNTIME_MEMORY, metric_value
+from toolkit.derived import DERIVED, RUNTIME_MEMORY, metric_value, utilisation
 from toolkit.experiments.cells import COORDINATES
 from toolkit.report import charts, claims, summary
 from toolkit.report.architectures import architectures
@@ -81,7 +81,13 @@ METRIC_COLUMNS = (
     Column("train FLOP ratio (%)", "train_flops_ratio", "%", group=TRAINING),
     Column("achieved (GFLOP/s)", "achieved_flops", "GFLOP/s", group=TRAINING),
     Column("MFU (%)", "mfu", "%", group=TRAINING),
-    Column("matmul peak (GFLOP/s)", "peak_flops_fp32", "GFLOP/s", group=TRAINING),
+    Column("peak fp32 (GFLOP/s)", "peak_flops_fp32", "GFLOP/s", group=TRAINING),
+    Column("peak bf16 (GFLOP/s)", "peak_flops_bf16", "GFLOP/s", group=TRAINING),
+    Column("peak fp16 (GFLOP/s)", "peak_flops_fp16", "GFLOP/s", group=TRAINING),
+    Column("theoretical fp32 (GFLOP/s)", "peak_flops_fp32_theoretical", "GFLOP/s",
+           group=TRAINING),
+    Column("theoretical bf16 (GFLOP/s)", "peak_flops_bf16_theoretical", "GFLOP/s",
+           group=TRAINING),
     Column("epoch estimate (s)", "epoch_time_estimate", "s", group=TRAINING),
     Column("loss (last)", "loss_last", "nat", group=TRAINING),
     Column("peak RSS (MiB)", "rss_peak", "MiB", group=MEMORY),
@@ -96,8 +102,8 @@ METRIC_COLUMNS = (
 # Characters of the table font (about 8.6 px each, padding included) a results table part may
 # take: at most about 1100 px of the 1120 px a 1280-px screen leaves it.
 TABLE_BUDGET = 128
-# Per-size and per-dtype figures of the peak cell stay in the raw data (the fp32 peak is shown).
-NOT_TABULATED_PREFIXES = ("matmul_", "peak_flops_bf16", "peak_flops_fp16")
+# The peak cell's per-shape figures stay in the raw data (each dtype's best is shown).
+NOT_TABULATED_PREFIXES = ("matmul_", "conv_flops_", "conv_time_")
 # Known metrics kept out of the table to keep it readable; they stay in records.parquet.
 NOT_TABULATED = {
     "runtime_memory",  # model memory on a CPU, GPU memory on a GPU: both have their column
@@ -229,9 +235,10 @@ def _load_metrics(path: Path) -> dict[str, Metrics]:
     out: dict[str, Metrics] = {}
     for cell_id, metric, value, unit in records.iter_rows():
         out.setdefault(cell_id, {})[metric] = (value, unit)
-    if "device" in pl.read_parquet_schema(path):
-        devices = dict(pl.read_parquet(path, columns=["cell_id", "device"]).unique().iter_rows())
-        _add_utilisation(out, devices)
+    if {"device", "precision"} <= set(pl.read_parquet_schema(path)):
+        coords = {cell_id: (device, precision) for cell_id, device, precision in pl.read_parquet(
+            path, columns=["cell_id", "device", "precision"]).unique().iter_rows()}
+        _add_utilisation(out, coords)
     for measured in out.values():  # derived figures (toolkit/derived.py) beside the measured
         plain = {metric: value for metric, (value, _) in measured.items()}
         for name, (unit, _) in DERIVED.items():
@@ -241,15 +248,17 @@ def _load_metrics(path: Path) -> dict[str, Metrics]:
     return out
 
 
-def _add_utilisation(metrics: dict[str, Metrics], devices: dict[str, str]) -> None:
-    """Model-FLOP utilisation of each training cell against the run's own fp32 matmul peak
-    measured on the same device."""
-    peaks = {devices.get(cell_id): m["peak_flops_fp32"][0] for cell_id, m in metrics.items()
-             if "peak_flops_fp32" in m}
-    for cell_id, measured in metrics.items():
-        peak = peaks.get(devices.get(cell_id))
-        if "achieved_flops" in measured and peak:
-            measured["mfu"] = (measured["achieved_flops"][0] / peak, "ratio")
+def _add_utilisation(metrics: dict[str, Metrics], coords: dict[str, tuple[str, str]]) -> None:
+    """MFU of each training cell (derived.utilisation): against the peak its run measured on
+    the same device in the cell's precision."""
+    peaks = {(coords[cell_id][0], name[len("peak_flops_"):]): value
+             for cell_id, measured in metrics.items() if cell_id in coords
+             for name, (value, _) in measured.items()
+             if name.startswith("peak_flops_") and not name.endswith("_theoretical")}
+    achieved = {cell_id: m["achieved_flops"][0] for cell_id, m in metrics.items()
+                if "achieved_flops" in m}
+    for cell_id, mfu in utilisation(achieved, peaks, coords).items():
+        metrics[cell_id]["mfu"] = (mfu, "ratio")
 
 
 def _relative(run_dir: Path, out_dir: Path) -> str:

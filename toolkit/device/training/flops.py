@@ -5,6 +5,14 @@ dominates and that "model FLOP utilisation" (MFU) conventionally refers to. Not 
 BatchNorm, ReLU, pooling, the loss and the optimizer update (all O(activations) or O(params),
 well under 1 % for VGG at batch >= 16).
 
+Training counts only the 3x3 taps that fall on the input, not on its zero padding: a tap on the
+padding multiplies by zero, and CPU kernels (oneDNN's direct convolution) skip it. On a 32x32
+image VGG-16's last blocks run on 4x4 and 2x2 maps, where padding is 31 % and 56 % of the taps:
+counting them (the convention of inference MAC counts, `layer_macs(..., padding_taps=True)`)
+would credit a kernel with work it never did and push utilisation past 100 % of any real peak.
+Per map side s, a 3x3 convolution with padding 1 has (3s - 2)^2 useful taps per output channel
+and input channel, against 9 s^2 with the padding.
+
 Per image, for layer l with M_l multiply-adds in the forward pass:
 - forward: 2 * M_l for EVERY layer (the frozen prefix still runs forward);
 - weight gradient: 2 * M_l for every trainable layer (dW = dY^T X has the same MACs as Y = W X);
@@ -19,27 +27,48 @@ from ..models import vgg
 from ..models._common import check_positive, check_widths
 
 
-def layer_macs(model, widths, classes=10, image_size=32):
-    # type: (str, Sequence[int], int, int) -> List[Tuple[str, int]]
-    """Forward multiply-adds per layer and image, in forward order: conv1..convN, classifier."""
+def conv_taps(size, padding_taps=True):
+    # type: (int, bool) -> int
+    """Taps of a 3x3, stride-1, padding-1 convolution over a size x size map, per output and
+    input channel: with the padding's, or only those on the input."""
+    return 9 * size * size if padding_taps else (3 * size - 2) ** 2
+
+
+def conv_shapes(model, widths, image_size=32):
+    # type: (str, Sequence[int], int) -> List[Tuple[int, int, int]]
+    """(input channels, output channels, map side) of each conv layer, in forward order."""
+    return [shape for shape, _ in _walk(model, widths, image_size)[0]]
+
+
+def _walk(model, widths, image_size):
+    # type: (str, Sequence[int], int) -> Tuple[List[Tuple[Tuple[int, int, int], str]], int, int]
     layout = vgg.LAYOUTS.get(model)
     if layout is None:
         raise UserError("training FLOPs are defined for {} only, not {!r}".format(
             ", ".join(sorted(vgg.LAYOUTS)), model))
     w = check_widths(model, widths, len(vgg.FULL_WIDTHS[model]))
-    classes = check_positive("classes", classes)
     size = check_positive("image_size", image_size)
-    layers, cin = [], 3
+    convs, cin = [], 3
     for op in layout:
         if op == "M":
             size //= 2
             continue
-        cout = w[len(layers)]
-        layers.append(("conv{}".format(len(layers) + 1), size * size * cout * cin * 9))
-        cin = cout
+        convs.append(((cin, w[len(convs)], size), "conv{}".format(len(convs) + 1)))
+        cin = w[len(convs) - 1]
     if size != 1:
         raise UserError("{}: image_size must be 32..63 (final map 1x1), got {}".format(
             model, image_size))
+    return convs, cin, size
+
+
+def layer_macs(model, widths, classes=10, image_size=32, padding_taps=True):
+    # type: (str, Sequence[int], int, int, bool) -> List[Tuple[str, int]]
+    """Forward multiply-adds per layer and image, in forward order: conv1..convN, classifier;
+    `padding_taps=False` leaves out the taps on the zero padding."""
+    classes = check_positive("classes", classes)
+    convs, cin, size = _walk(model, widths, image_size)
+    layers = [(name, conv_taps(side, padding_taps) * cout * c_in)
+              for (c_in, cout, side), name in convs]
     layers.append(("classifier", cin * size * size * classes))
     return layers
 
@@ -52,7 +81,7 @@ def training_flops(model, widths, freeze=0, classes=10, image_size=32):
     image), "train_ratio" (train / train at freeze 0), "layers": [{name, macs, forward,
     backward_weight, backward_input, trainable}]}.
     """
-    layers = layer_macs(model, widths, classes, image_size)
+    layers = layer_macs(model, widths, classes, image_size, padding_taps=False)
     n_convs = len(layers) - 1
     if isinstance(freeze, bool) or int(freeze) != freeze or not 0 <= freeze <= n_convs:
         raise UserError("{}: freeze must be an integer in 0..{}, got {!r}".format(

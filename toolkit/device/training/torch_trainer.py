@@ -17,9 +17,9 @@ averages.
 Precision:
 - fp32: plain.
 - bf16: torch.autocast(dtype=bfloat16), no loss scaling; on CUDA only where
-  torch.cuda.is_bf16_supported(); on CPU torch's autocast always works (without native bf16
-  matmul units, e.g. AVX2-only x86 or Cortex-A72, it is a conversion-heavy emulation: measured,
-  not refused).
+  torch.cuda.is_bf16_supported(); on a CPU only where it multiplies bf16 natively
+  (avx512_bf16, AMX, Arm bf16). Elsewhere (AVX2-only x86, Cortex-A72) torch's autocast would
+  run a conversion-heavy emulation, ~20x slower than fp32: "not run", with the reason.
 - fp16: CUDA only, autocast(float16) + GradScaler. On the CPU the cell is "not run": CPU
   autocast's fp16 path and GradScaler are late additions (torch >= 2.3/2.4, absent from the
   Jetson images' torch 1.10) and no CPU in the matrix has fp16 matmul units, so it would measure
@@ -29,6 +29,7 @@ import sys
 import time
 
 from toolkit.device.measure import memory
+from toolkit.device.measure.cpu_peak import native_bf16, read_cpuinfo
 from toolkit.device.measure.gpu_memory import MemoryProbe
 from toolkit.device.measure.sampling import Protocol
 from toolkit.device.results import NotRun, memory_records
@@ -54,6 +55,10 @@ def check_device_precision(torch, device, precision):
         if device == "cuda" and not torch.cuda.is_bf16_supported():
             raise NotRun("bf16 is not supported by this GPU ({})".format(
                 torch.cuda.get_device_name()))
+        if device == "cpu" and not native_bf16(read_cpuinfo()):
+            raise NotRun("this CPU has no native bf16 (no avx512_bf16, amx_bf16 or Arm bf16 "
+                         "flag): bf16 would run as an emulation, ~20x slower than fp32, which "
+                         "no bf16 deployment measures")
         if not hasattr(torch, "autocast"):
             raise NotRun("torch {} has no torch.autocast (bf16 needs torch >= 1.10)".format(
                 torch.__version__))
