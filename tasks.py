@@ -118,6 +118,9 @@ class _KeepsHelpFlag(Task):
     "run_id": "resume or create this run id (default: resume the last unfinished run of the "
               "same selection, else start a new one)",
     "new": "start a new run even if an unfinished one of the same selection exists",
+    "rounds": "measure each cell this many times, each in a fresh process or container, the "
+              "rounds of all cells interleaved; figures are medians with intervals (default: "
+              "the profile's, smoke 2, quick 3, paper 5; smoke training 1)",
     "force": "re-measure cells that are already finished in this run",
     "cpuset": "pin each cell (its container, or its host process) to these CPUs (e.g. 0-1)",
     "memory": "docker runner: memory limit per cell's container (e.g. 2g); over it: OOM-killed",
@@ -131,7 +134,7 @@ class _KeepsHelpFlag(Task):
 @user_errors
 def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
         new=False, force=False, cpuset="", memory="", gpus=False, hosts="", inventory="",
-        data=""):
+        data="", rounds=0):
     """Measure every cell of the chosen experiments, each in a fresh process; resumes.
 
     Exit status: 0 when every cell ended ok, invalid or not run (each with its reason); 1 when
@@ -161,7 +164,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
                 pipeline.grid_overrides(model, batch), inventory=inventory or None,
                 run_id=run_id or None, new=new, force=force, results_root=RESULTS,
                 console=console, runner_options={"cpuset": cpuset, "memory_limit": memory,
-                                                 "gpus": gpus}):
+                                                 "gpus": gpus}, rounds=int(rounds) or None):
             raise Exit("fleet run: not every device finished (see above); run the same "
                        "command again to resume", code=1)
         return
@@ -169,7 +172,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
         pipeline.parse_list(experiment), profile, pipeline.grid_overrides(model, batch),
         runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,
         console=console, runner_options={"cpuset": cpuset or None, "memory_limit": memory or None,
-                                         "gpus": gpus})
+                                         "gpus": gpus}, rounds=int(rounds) or None)
     console.print(f"run {store.run_id}: {summary.line()}", markup=False, highlight=False)
     for line in summary.grouped():
         console.print(f"  {line}", markup=False, highlight=False)

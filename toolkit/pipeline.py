@@ -40,10 +40,15 @@ def grid_overrides(models: str | None, batch: str | None) -> dict[str, list]:
 
 
 def select(experiments: list[str], profile: str, overrides: dict[str, list],
-           ) -> tuple[list[specs.ResolvedExperiment], list[Cell]]:
-    """Resolve the chosen experiments under a profile and expand them into cells."""
+           rounds: int | None = None) -> tuple[list[specs.ResolvedExperiment], list[Cell]]:
+    """Resolve the chosen experiments under a profile and expand them into cells; `rounds`
+    (--rounds) replaces the profiles' rounds per cell."""
+    if rounds is not None and rounds < 1:
+        raise UserError(f"--rounds takes a whole number >= 1, got {rounds}")
     names = experiments or list(specs.available_experiments())
     resolved = [specs.resolve(specs.find_spec(name), profile, overrides) for name in names]
+    if rounds:
+        resolved = [experiment.model_copy(update={"rounds": rounds}) for experiment in resolved]
     return resolved, [cell for experiment in resolved for cell in expand(experiment)]
 
 
@@ -150,8 +155,8 @@ def run_manifest(resolved: list[specs.ResolvedExperiment], cells: list[Cell],
 def run(experiments: list[str], profile: str, overrides: dict[str, list], *, runner_name: str,
         run_id: str | None, new: bool, force: bool, results_root: Path,
         console: Console, runner_options: dict[str, Any] | None = None,
-        ) -> tuple[RunStore, RunSummary]:
-    resolved, cells = select(experiments, profile, overrides)
+        rounds: int | None = None) -> tuple[RunStore, RunSummary]:
+    resolved, cells = select(experiments, profile, overrides, rounds)
     preflight.check_runner_options(runner_options or {})
     frameworks = sorted({cell.coords["framework"] for cell in cells if cell.kind != "peak"})
     runner, note = choose_runner(runner_name, results_root, frameworks, runner_options)
@@ -164,7 +169,9 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
     selection = selection_of(resolved, profile, overrides)
     manifest = run_manifest(resolved, cells, selection, runner, note)
     store = open_or_create(results_root, run_id, new, selection, manifest, console)
-    console.print(f"run {store.run_id}: {len(cells)} cells, profile {profile}, "
+    most = max((cell.rounds for cell in cells), default=1)
+    rounds_text = f" x {most} interleaved rounds" if most > 1 else ""
+    console.print(f"run {store.run_id}: {len(cells)} cells{rounds_text}, profile {profile}, "
                   f"results in {store.path}")
     # Preparation (search, accuracy training, export) is not measured: it runs on the host.
     summary = run_cells(cells, store, runner, results_root / "cache", force=force,

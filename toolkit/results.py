@@ -1,7 +1,9 @@
-"""Results store: results/<run-id>/ with one atomically written JSON per finished cell.
+"""Results store: results/<run-id>/ with one atomically written JSON per finished cell round
+(rounds/<cell>/<k>.json) and per cell (cells/<cell>.json: its rounds combined, toolkit/rounds.py).
 
-The Parquet tables (cells, records, samples) are rebuilt from those files after every cell, so an
-interrupted run loses at most the cell that was measuring, and a re-run resumes from the files.
+The Parquet tables (cells, records, samples, rounds) are rebuilt from those files after every
+round, so an interrupted run loses at most the round that was measuring, and a re-run resumes
+from the files, keeping finished rounds.
 """
 from __future__ import annotations
 
@@ -18,11 +20,10 @@ from typing import Any
 
 import polars as pl
 
+from toolkit import rounds as cell_rounds
 from toolkit.device.errors import UserError
 from toolkit.experiments.cells import COORDINATES
 
-# A failed cell is retried on the next run; these count as done.
-FINISHED_STATUSES = ("ok", "invalid", "not run")
 # Per-cell fields of cells.parquet besides the coordinates (and `widths`: the model's layer
 # widths as a JSON list, the architecture a scaled cell measured).
 CELL_FIELDS = ("status", "reason", "runner", "started_at", "wall_s", "image", "image_id",
@@ -79,6 +80,7 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cells_dir = path / "cells"
+        self.rounds_dir = path / "rounds"
         self.logs_dir = path / "logs"
         self.jobs_dir = path / "jobs"
 
@@ -119,8 +121,46 @@ class RunStore:
         return results
 
     def finished_ids(self) -> set[str]:
+        """Cells done with every round planned for them."""
         return {cell_id for cell_id, payload in self.cell_results().items()
-                if payload["status"] in FINISHED_STATUSES}
+                if cell_rounds.is_finished(payload)}
+
+    def round_results(self, cell_id: str) -> list[dict[str, Any]]:
+        """A cell's round payloads in round order."""
+        paths = (self.rounds_dir / cell_id).glob("*.json")
+        return sorted((json.loads(path.read_text()) for path in paths),
+                      key=lambda payload: payload["round"])
+
+    def done_rounds(self, cell_id: str) -> set[int]:
+        """Round indices of a cell that need no measuring again."""
+        return {payload["round"] for payload in self.round_results(cell_id)
+                if payload["status"] in cell_rounds.DONE}
+
+    def adopt_single_rounds(self) -> None:
+        """A run from before rounds: each finished cell's file becomes its round 1, so a resume
+        with more rounds keeps it."""
+        for cell_id, payload in self.cell_results().items():
+            first = self.rounds_dir / cell_id / "0.json"
+            if "rounds" not in payload and payload["status"] in cell_rounds.DONE \
+                    and not first.is_file():
+                first.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomically(first, dict(payload, round=0))
+
+    def forget_rounds(self, cell_id: str) -> None:
+        """--force: the cell's earlier rounds are measured again, not combined with new ones."""
+        shutil.rmtree(self.rounds_dir / cell_id, ignore_errors=True)
+
+    def record_round(self, payload: dict[str, Any], index: int, planned: int) -> dict[str, Any]:
+        """Save one round of a cell, the cell's rounds combined, and the tables (Ctrl-C held
+        until all are written); returns the combined payload."""
+        with interrupts_deferred():
+            directory = self.rounds_dir / payload["cell_id"]
+            directory.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(directory / f"{index}.json", dict(payload, round=index))
+            combined = cell_rounds.combine(self.round_results(payload["cell_id"]), planned)
+            self.save_cell(combined)
+            self.rebuild_tables()
+        return combined
 
     def is_complete(self) -> bool:
         return set(self.manifest.get("cell_ids", [])) <= self.finished_ids()
@@ -149,7 +189,7 @@ class RunStore:
 
     def rebuild_tables(self) -> None:
         """cells, records (Parquet and CSV) and samples (Parquet) from the per-cell files."""
-        cells, records, samples = [], [], []
+        cells, records, samples, round_rows = [], [], [], []
         results = self.cell_results()
         present = {name for payload in results.values() for name in payload["coords"]}
         coordinates = [name for name in COORDINATES if name in present]
@@ -165,6 +205,11 @@ class RunStore:
                 "widths": json.dumps((payload.get("settings") or {}).get("widths") or [])})
             records += [key | {"metric": m, "value": float(v), "unit": u}
                         for m, v, u in payload["records"]]
+            for summary in payload.get("rounds", []):
+                round_rows += [{"run_id": self.run_id, "cell_id": cell_id,
+                                "round": summary["round"], "status": summary["status"],
+                                "metric": metric, "value": float(value)}
+                               for metric, value in summary["values"].items()]
             for metric, series in payload.get("samples", {}).items():
                 samples += [{"run_id": self.run_id, "cell_id": cell_id, "metric": metric,
                              "i": i, "value": float(v), "unit": series["unit"]}
@@ -182,11 +227,15 @@ class RunStore:
             "samples": (samples, {"run_id": pl.String, "cell_id": pl.String,
                                   "metric": pl.String, "i": pl.Int64, "value": pl.Float64,
                                   "unit": pl.String}),
+            # each round's own figures (records hold their medians over the rounds)
+            "rounds": (round_rows, {"run_id": pl.String, "cell_id": pl.String,
+                                    "round": pl.Int64, "status": pl.String, "metric": pl.String,
+                                    "value": pl.Float64}),
         }
         for name, (rows, schema) in tables.items():
             frame = pl.DataFrame(rows, schema=schema)
             _write_table_atomically(frame, self.path / f"{name}.parquet")
-            if name != "samples":  # CSV copies for spreadsheets; samples stay Parquet only
+            if name not in ("samples", "rounds"):  # CSV copies of the tables people open
                 _write_table_atomically(frame, self.path / f"{name}.csv")
 
 

@@ -178,15 +178,28 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
               force: bool = False, console: Console | None = None,
               prepare_with: Runner | None = None, progress: Progress | None = None,
               prefix: str = "") -> RunSummary:
-    """Measure every cell not yet finished in this run (all of them with force).
+    """Measure every round of every cell not yet finished in this run (all of them with force).
 
-    Runs of several devices at once share one `progress` (a bar each) and tell their lines
-    apart by `prefix`; a single run makes its own."""
+    Rounds are interleaved: round 1 of every cell, then round 2, ... (toolkit/rounds.py); a
+    cell not run in its first round has no later ones. Runs of several devices at once share
+    one `progress` (a bar each) and tell their lines apart by `prefix`; a single run makes its
+    own."""
     console = console or Console(stderr=True)
     summary = RunSummary()
-    finished = set() if force else store.finished_ids()
-    pending = [cell for cell in cells if cell.id not in finished]
-    summary.skipped = len(cells) - len(pending)
+    store.adopt_single_rounds()
+    plan = [(index, cell) for index in range(max((c.rounds for c in cells), default=1))
+            for cell in cells if index < cell.rounds]
+    if force:
+        for cell in cells:
+            store.forget_rounds(cell.id)
+        pending = plan
+    else:
+        done = {cell.id: store.done_rounds(cell.id) for cell in cells}
+        pending = [(index, cell) for index, cell in plan if index not in done[cell.id]]
+    not_run = {cell_id for cell_id, payload in store.cell_results().items()
+               if payload["status"] == "not run" and not force}
+    started = {cell.id for _, cell in pending}
+    summary.skipped = sum(1 for cell in cells if cell.id not in started)
     shared = progress is not None
     progress = progress or RunProgress(console)
 
@@ -196,36 +209,51 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
     run_preparation = preparation_runner(prepare_with or runner, store, show)
     with contextlib.nullcontext(progress) if shared else progress:
         task = progress.add_task(f"{prefix}cells", total=len(pending), status="", activity="")
-        for cell in pending:
-            progress.update(task, description=f"{prefix}{cell.label()}", activity="")
-            started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            outcome, reason, settings, prepared = None, None, cell.settings, []
-            try:
-                settings, paths, prepared = artifacts.prepare(cell, cache_root, run_preparation)
-                if "neuralscale" in paths:
-                    store.keep_artifact(Path(paths["neuralscale"]), "neuralscale")
-            except artifacts.PreparationFailed as failure:
-                reason = str(failure)
-            if reason is None:
-                job = cell.definition() | {"settings": settings, "artifacts": paths}
-                log_path = store.logs_dir / f"{cell.id}.log"
-                try:
-                    with _following(log_path, show):
-                        outcome = runner.run_job(job, store.jobs_dir / cell.id, log_path,
-                                                 timeout=cell.settings["timeout_seconds"])
-                except EngineLost:
-                    raise
-                except Exception as error:  # noqa: BLE001 - the engine failed, not the cell
-                    if isinstance(error, OSError) and error.errno == 28:
-                        raise  # a full disk stops the run (nothing measured is lost)
-                    reason = f"runner error: {type(error).__name__}: {error}"
-            payload = _payload(cell, runner, started_at, settings, prepared, outcome, reason)
-            store.record_cell(payload)
-            first = summary.add(payload["status"], cell.label(), payload.get("reason") or "")
-            line = _summary_line(payload) if first else "same reason as above"
+        for index, cell in pending:
+            if cell.id in not_run:  # nothing to measure again
+                progress.update(task, advance=1)
+                continue
+            rounds = f" · round {index + 1}/{cell.rounds}" if cell.rounds > 1 else ""
+            progress.update(task, description=f"{prefix}{cell.label()}{rounds}", activity="")
+            payload = _measure(cell, store, runner, cache_root, run_preparation, show)
+            combined = store.record_round(payload, index, cell.rounds)
             if payload["status"] == "failed":
                 summary.failed_logs.append(store.logs_dir / f"{cell.id}.log")
-            progress.console.print(f"{prefix}[{payload['status']}] {cell.label()}: {line}",
-                                   markup=False, highlight=False)
+            if payload["status"] == "not run":
+                not_run.add(cell.id)
+            first = True
+            if combined["status"] in ("not run", "failed") or index == cell.rounds - 1:
+                first = summary.add(combined["status"], cell.label(), combined.get("reason") or "")
+            line = _summary_line(payload) if first else "same reason as above"
+            progress.console.print(f"{prefix}[{payload['status']}] {cell.label()}{rounds}: "
+                                   f"{line}", markup=False, highlight=False)
             progress.update(task, advance=1, status=summary.line())
     return summary
+
+
+def _measure(cell: Cell, store: RunStore, runner: Runner, cache_root: Path,
+             run_preparation: artifacts.JobRunner, show: Callable[[str], None]) -> dict[str, Any]:
+    """One round of one cell: prepare its artifacts (cached after the first round), run its
+    job in a fresh process or container, and return its payload."""
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    outcome, reason, settings, prepared = None, None, cell.settings, []
+    try:
+        settings, paths, prepared = artifacts.prepare(cell, cache_root, run_preparation)
+        if "neuralscale" in paths:
+            store.keep_artifact(Path(paths["neuralscale"]), "neuralscale")
+    except artifacts.PreparationFailed as failure:
+        reason = str(failure)
+    if reason is None:
+        job = cell.definition() | {"settings": settings, "artifacts": paths}
+        log_path = store.logs_dir / f"{cell.id}.log"
+        try:
+            with _following(log_path, show):
+                outcome = runner.run_job(job, store.jobs_dir / cell.id, log_path,
+                                         timeout=cell.settings["timeout_seconds"])
+        except EngineLost:
+            raise
+        except Exception as error:  # noqa: BLE001 - the engine failed, not the cell
+            if isinstance(error, OSError) and error.errno == 28:
+                raise  # a full disk stops the run (nothing measured is lost)
+            reason = f"runner error: {type(error).__name__}: {error}"
+    return _payload(cell, runner, started_at, settings, prepared, outcome, reason)

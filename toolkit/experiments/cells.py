@@ -32,6 +32,9 @@ class Cell:
     coords: dict[str, Any]
     settings: dict[str, Any]
     protocol: dict[str, Any]
+    # Times the cell is measured, each in a fresh process (toolkit/rounds.py): how often, not
+    # what, so it is not part of the id.
+    rounds: int = 1
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,7 +100,7 @@ def expand(experiment: ResolvedExperiment) -> list[Cell]:
                         # the training cells' own convolutions: the library path they take
                         "conv_models": list(grid["model"]), "conv_batches": list(grid["batch"]),
                         "prepare_timeout_seconds": base["prepare_timeout_seconds"]},
-                       experiment.measure.model_dump())
+                       experiment.measure.model_dump(), experiment.rounds)
                   for device in grid["device"]]
     for values in itertools.product(*(grid[name] for name in axes)):
         coords = dict(zip(axes, values, strict=True))
@@ -105,5 +108,5 @@ def expand(experiment: ResolvedExperiment) -> list[Cell]:
             continue
         cells.append(Cell(experiment.name, experiment.kind, coords,
                           _cell_settings(experiment.kind, base, coords),
-                          experiment.measure.model_dump()))
+                          experiment.measure.model_dump(), experiment.rounds))
     return cells

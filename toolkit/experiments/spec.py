@@ -171,10 +171,17 @@ KINDS: dict[str, tuple[type[_Grid], type[_Settings]]] = {
 }
 
 
+# Rounds per cell by profile, where a profile does not set its own (toolkit/rounds.py): two
+# rounds are the fewest that show drift, five give a 95 % interval from order statistics.
+DEFAULT_ROUNDS = {"smoke": 2, "quick": 3, "paper": 5}
+
+
 class Profile(_Strict):
-    """A profile overrides grid axes and settings and sets the measurement protocol."""
+    """A profile overrides grid axes and settings and sets the measurement protocol and the
+    number of rounds each cell is measured in."""
 
     measure: MeasureProtocol = MeasureProtocol()
+    rounds: int | None = Field(None, ge=1, le=100)
     grid: dict[str, list] = {}
     settings: dict[str, object] = {}
 
@@ -211,6 +218,7 @@ class ResolvedExperiment(_Strict):
     grid: InferenceGrid | TrainingGrid
     settings: InferenceSettings | TrainingSettings
     measure: MeasureProtocol
+    rounds: int = 1
     exclude: list[dict[str, object]] = []
 
 
@@ -286,4 +294,5 @@ def resolve(spec: ExperimentSpec, profile: str, overrides: dict[str, list] | Non
     validated = _validated(spec, profile, grid, settings, f"{spec.name} (profile {profile})")
     return ResolvedExperiment(
         name=spec.name, description=spec.description, kind=spec.kind, reproduces=spec.reproduces,
-        profile=profile, measure=chosen.measure, exclude=spec.exclude, **validated)
+        profile=profile, measure=chosen.measure, exclude=spec.exclude,
+        rounds=chosen.rounds or DEFAULT_ROUNDS[profile], **validated)

@@ -226,9 +226,9 @@ def _run_device(device: Device, ctx: FleetContext) -> DeviceOutcome:
 def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[str, list], *,
         inventory: str | None, run_id: str | None, new: bool, force: bool, results_root: Path,
         console: Console, runner_options: dict[str, Any] | None = None,
-        ) -> tuple[fleets.FleetRun, list[DeviceOutcome]]:
+        rounds: int | None = None) -> tuple[fleets.FleetRun, list[DeviceOutcome]]:
     """Measure the selection on every named device in parallel; an outcome per device."""
-    resolved, cells = pipeline.select(experiments, profile, overrides)
+    resolved, cells = pipeline.select(experiments, profile, overrides, rounds)
     preflight.check_runner_options(runner_options or {})
     frameworks = sorted({cell.coords["framework"] for cell in cells if cell.kind != "peak"})
     matrix = images.load()
@@ -259,14 +259,15 @@ def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[
 
 def run_task(hosts: str, experiments: list[str], profile: str, overrides: dict[str, list], *,
              inventory: str | None, run_id: str | None, new: bool, force: bool,
-             results_root: Path, console: Console, runner_options: dict[str, Any]) -> bool:
+             results_root: Path, console: Console, runner_options: dict[str, Any],
+             rounds: int | None = None) -> bool:
     """`invoke run --hosts`: the summary per device; False when any device did not finish."""
     names = pipeline.parse_list(hosts)
     if not names:
         raise UserError("--hosts takes device names from the inventory, comma-separated")
     fleet, outcomes = run(names, experiments, profile, overrides, inventory=inventory,
                           run_id=run_id, new=new, force=force, results_root=results_root,
-                          console=console, runner_options=runner_options)
+                          console=console, runner_options=runner_options, rounds=rounds)
     counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
     console.print(f"fleet run {fleet.fleet_id}: "
                   + ", ".join(f"{n} {status}" for status, n in counts.items() if n))

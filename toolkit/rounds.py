@@ -1,0 +1,130 @@
+"""Rounds: a cell measured several times, each in a fresh process or container, the rounds of
+all cells interleaved (round 1 of every cell, then round 2, ...) so a slow period of the machine
+hits the cells compared with each other alike.
+
+A cell's figure is the median over its rounds; the per-round figures stay in the cell's file
+(payload "rounds") and in rounds.parquet, for intervals (toolkit/intervals.py) and for drift:
+how far the machine's speed moved from one round to the next.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+# A round counts as done with these statuses (a failed round is measured again on resume).
+DONE = ("ok", "invalid", "not run")
+MEASURED = ("ok", "invalid")
+# The timing figure of each kind of cell: what drift is judged on.
+TIMING_METRICS = ("latency_p50", "step_time_p50")
+# Machine speed moving by more than this between rounds is reported.
+DRIFT_THRESHOLD = 0.10
+
+
+def combine(rounds: list[dict[str, Any]], planned: int) -> dict[str, Any]:
+    """One cell's payload from its round payloads (in round order): the last round's fields,
+    every record as the median over the measured rounds, samples concatenated, and a summary
+    of each round with its own figures.
+
+    Status: failed if a round failed (a re-run measures that round again), not run if the
+    first round was not run, invalid if a round was invalid, else ok."""
+    last = rounds[-1]
+    payload = dict(last)
+    failed = [r for r in rounds if r["status"] == "failed"]
+    invalid = [r for r in rounds if r["status"] == "invalid"]
+    if failed:
+        payload["status"], payload["reason"] = "failed", _round_reason(failed[0])
+    elif rounds[0]["status"] == "not run":
+        payload["status"], payload["reason"] = "not run", rounds[0]["reason"]
+    elif invalid:
+        payload["status"], payload["reason"] = "invalid", _round_reason(invalid[0])
+    else:
+        payload["status"], payload["reason"] = "ok", ""
+    measured = [r for r in rounds if r["status"] in MEASURED]
+    payload["records"] = _median_records(measured)
+    samples: dict[str, dict[str, Any]] = {}
+    for r in measured:
+        for metric, series in (r.get("samples") or {}).items():
+            samples.setdefault(metric, {"unit": series["unit"], "values": []})
+            samples[metric]["values"] += list(series["values"])
+    payload["samples"] = samples
+    payload["wall_s"] = sum(float(r.get("wall_s") or 0.0) for r in rounds)
+    payload["started_at"] = rounds[0].get("started_at", "")
+    payload["rounds_planned"] = planned
+    payload["rounds"] = [
+        {"round": r["round"], "status": r["status"], "reason": r.get("reason") or "",
+         "started_at": r.get("started_at", ""), "wall_s": float(r.get("wall_s") or 0.0),
+         "values": {metric: float(value) for metric, value, _ in r.get("records", [])}}
+        for r in rounds]
+    return payload
+
+
+def _round_reason(payload: dict[str, Any]) -> str:
+    return f"round {payload['round'] + 1}: {payload.get('reason') or payload['status']}"
+
+
+def _median_records(measured: list[dict[str, Any]]) -> list[list[Any]]:
+    order: list[str] = []
+    values: dict[str, list[float]] = {}
+    units: dict[str, str] = {}
+    for payload in measured:
+        for metric, value, unit in payload.get("records", []):
+            if metric not in values:
+                order.append(metric)
+                values[metric] = []
+            values[metric].append(float(value))
+            units[metric] = unit
+    return [[metric, statistics.median(values[metric]), units[metric]] for metric in order]
+
+
+def rounds_done(payload: dict[str, Any]) -> int:
+    """Rounds of a cell's payload that need no measuring again (a run from before rounds: 1)."""
+    if "rounds" not in payload:
+        return 1 if payload["status"] in DONE else 0
+    return sum(1 for r in payload["rounds"] if r["status"] in DONE)
+
+
+def is_finished(payload: dict[str, Any], planned: int | None = None) -> bool:
+    """Done with every planned round (a cell not run in its first round is done)."""
+    if payload["status"] not in DONE:
+        return False
+    if payload["status"] == "not run":
+        return True
+    wanted = planned if planned is not None else int(payload.get("rounds_planned", 1))
+    return rounds_done(payload) >= wanted
+
+
+def round_values(payload: dict[str, Any], metric: str) -> list[float]:
+    """A metric's value in each measured round, in round order (the combined value where the
+    cell has no rounds)."""
+    if "rounds" not in payload:
+        found = [float(v) for m, v, _ in payload.get("records", []) if m == metric]
+        return found[:1]
+    return [r["values"][metric] for r in payload["rounds"]
+            if r["status"] in MEASURED and metric in r["values"]]
+
+
+def speed_by_round(payloads: list[dict[str, Any]]) -> list[float]:
+    """How slow the machine was in each round, relative to the cells' medians: for round k,
+    the median over cells of (timing in round k ÷ the cell's median timing). 1.0 = typical;
+    1.2 = every cell took about 20 % longer in that round."""
+    factors: dict[int, list[float]] = {}
+    for payload in payloads:
+        for metric in TIMING_METRICS:
+            values = round_values(payload, metric)
+            if len(values) < 2:
+                continue
+            middle = statistics.median(values)
+            if middle > 0:
+                for index, value in enumerate(values):
+                    factors.setdefault(index, []).append(value / middle)
+            break
+    return [statistics.median(factors[k]) for k in sorted(factors)]
+
+
+def drift(payloads: list[dict[str, Any]]) -> float | None:
+    """The largest move of the machine's speed between rounds, as a fraction (None with fewer
+    than two rounds)."""
+    speeds = speed_by_round(payloads)
+    if len(speeds) < 2:
+        return None
+    return max(speeds) / min(speeds) - 1.0
