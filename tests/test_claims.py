@@ -3,9 +3,11 @@ import polars as pl
 import pytest
 
 from toolkit.report.claims import (
+    INCONCLUSIVE,
     NOT_COMPARABLE,
     NOT_REPRODUCED,
     REPRODUCED,
+    ROUNDS,
     Claim,
     Source,
     evaluate,
@@ -297,3 +299,48 @@ def test_meissl_combined_speedup_on_a_cpu_is_a_stand_in_verdict_with_bf16():
     without_bf16 = evaluate(claim, SOURCE, rows[::2], rows, "quick", "x86_64-generic",
                             environment)
     assert without_bf16.verdict == NOT_COMPARABLE
+
+
+def _rounds_grid(ratios_by_round: list[float]) -> list[dict]:
+    """VGG-11 at one scale: NeuralScale's latency in round k is ratios_by_round[k] x uniform's,
+    and the machine is 40 % slower in the last round (both cells alike)."""
+    slow = [1.0] * (len(ratios_by_round) - 1) + [1.4]
+    uniform = [0.001 * s for s in slow]
+    neural = [u * r for u, r in zip(uniform, ratios_by_round, strict=True)]
+    rows = []
+    for method, values in (("uniform", uniform), ("neuralscale", neural)):
+        row = _cell(method, "vgg11", 0.5, latency_p50=sorted(values)[len(values) // 2])
+        rows.append(row | {ROUNDS: {"latency_p50": values}})
+    return rows
+
+
+def test_a_verdict_rests_on_the_interval_over_rounds():
+    claim = _claim(operator="at_least", expected=2.5)
+    clear = _rounds_grid([3.0, 3.2, 2.9])
+    verdict = evaluate(claim, SOURCE, clear, clear, "quick", "raspberry-pi-4")
+    assert verdict.verdict == REPRODUCED and verdict.rounds == 3
+    low, high = verdict.interval
+    assert low == pytest.approx(2.9) and high == pytest.approx(3.2)  # the rounds' own ratios
+    assert verdict.observed_text() == "3.2 [2.9–3.2]"  # the ratio of the cells' medians
+    # Drift hits both cells of a round alike: pairing by round keeps it out of the ratio.
+    straddling = _rounds_grid([2.3, 2.7, 2.6])
+    unsure = evaluate(claim, SOURCE, straddling, straddling, "quick", "raspberry-pi-4")
+    assert unsure.verdict == INCONCLUSIVE and unsure.interval == pytest.approx((2.3, 2.7))
+    below = _rounds_grid([1.9, 2.1, 2.0])
+    assert evaluate(claim, SOURCE, below, below, "quick",
+                    "raspberry-pi-4").verdict == NOT_REPRODUCED
+
+
+def test_an_interval_covering_a_whole_band_is_inconclusive():
+    claim = _claim(operator="between", expected=2.4, upper=3.0)
+    wide = _rounds_grid([2.0, 2.7, 3.5])
+    assert evaluate(claim, SOURCE, wide, wide, "quick", "raspberry-pi-4").verdict == INCONCLUSIVE
+    inside = _rounds_grid([2.5, 2.7, 2.9])
+    assert evaluate(claim, SOURCE, inside, inside, "quick",
+                    "raspberry-pi-4").verdict == REPRODUCED
+
+
+def test_one_round_judges_the_point_estimate():
+    rows = [{k: v for k, v in r.items() if k != ROUNDS} for r in _rounds_grid([3.0, 2.0, 2.9])]
+    verdict = evaluate(_claim(), SOURCE, rows, rows, "quick", "raspberry-pi-4")
+    assert verdict.interval is None and verdict.rounds == 1 and verdict.verdict == REPRODUCED

@@ -26,6 +26,8 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from toolkit import intervals
+from toolkit import rounds as cell_rounds
 from toolkit.derived import metric_value
 from toolkit.device.errors import UserError
 from toolkit.experiments.spec import PROFILES, describe_validation_error
@@ -33,6 +35,8 @@ from toolkit.tomlfiles import read_toml
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "reports" / "published"
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
+INCONCLUSIVE = "inconclusive"  # the interval straddles the claim's bound
+ROUNDS = "_rounds"  # row field: metric -> the cell's value in each round (toolkit/rounds.py)
 DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"]
 # Cell settings a claim may filter on besides the grid coordinates (from each cell's settings).
 SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
@@ -114,6 +118,11 @@ class Verdict:
     stand_in: str = ""
     named_hardware: str = ""  # what the claim's own hardware is, where the source says
     stand_in_short: str = ""  # ISA and cores: enough for the label on every claim's line
+    # The observed figure's 95 % interval from a bootstrap over the run's rounds (None with one
+    # round); for a "best" claim, the share of draws that picked the observed winner.
+    interval: tuple[float, float] | None = None
+    rounds: int = 1
+    agreement: float | None = None
 
     @property
     def reason(self) -> str:
@@ -139,7 +148,11 @@ class Verdict:
         if self.observed is None:
             return "–"
         if isinstance(self.observed, str):
+            if self.agreement is not None:
+                return f"{self.observed} (in {self.agreement:.0%} of draws)"
             return self.observed
+        if self.interval is not None:
+            return f"{self.observed:.3g} [{self.interval[0]:.3g}–{self.interval[1]:.3g}]"
         return f"{self.observed:.3g}"
 
 
@@ -347,12 +360,67 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
                 reasons.append(problem)
     notes = hardware_notes or {}
     named = "; ".join(notes[h] for h in claim.hardware if h in notes)
+    count, replicates = _bootstrap(claim, rows, cells)
+    interval = agreement = None
+    if replicates and isinstance(observation.value, str):
+        agreement = sum(value == observation.value for value in replicates) / len(replicates)
+    elif replicates and observation.value is not None:
+        interval = intervals.percentile_interval([float(v) for v in replicates])
     if reasons:
         return Verdict(claim, source, NOT_COMPARABLE, observation.value, tuple(reasons),
-                       observation.n, stand_in, named, short)
-    verdict = REPRODUCED if _holds(claim, observation.value) else NOT_REPRODUCED
+                       observation.n, stand_in, named, short, interval, count, agreement)
+    verdict = _verdict(claim, observation.value, replicates)
     return Verdict(claim, source, verdict, observation.value, (), observation.n, stand_in, named,
-                   short)
+                   short, interval, count, agreement)
+
+
+def _bootstrap(claim: Claim, rows: list[dict[str, Any]], cells: list[dict[str, Any]],
+               ) -> tuple[int, list[float | str]]:
+    """(rounds, the claim's observed value in each bootstrap draw over them): every cell's
+    metrics replaced by the median of its drawn rounds, the same draw for all cells."""
+    relevant = [r for r in rows if r["experiment"] == claim.experiment
+                and _matches(r, claim.filter)]
+    count = max((len(values) for r in relevant for values in (r.get(ROUNDS) or {}).values()),
+                default=1)
+    if count < 2:
+        return count, []
+
+    def observed(draw: tuple[int, ...]) -> float | str | None:
+        drawn = [r | {metric: intervals.resampled(values, draw)
+                      for metric, values in (r.get(ROUNDS) or {}).items() if values}
+                 for r in relevant]
+        return _observe(claim, drawn, cells).value
+
+    return count, intervals.bootstrap(observed, count)
+
+
+def _verdict(claim: Claim, observed: float | str | None,
+             replicates: list[float | str]) -> str:
+    """Reproduced when every draw holds the claim (for a number: its whole interval lies
+    inside the claim's bound), not reproduced when none does, else inconclusive; with one
+    round, the point estimate decides."""
+    if not replicates:
+        return REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED
+    if isinstance(observed, str):
+        holding = [_holds(claim, value) for value in replicates]
+    else:
+        low, high = intervals.percentile_interval([float(v) for v in replicates])
+        holding = [_holds(claim, low), _holds(claim, high)]
+        if not any(holding) and _straddles(claim, low, high):
+            return INCONCLUSIVE
+    if all(holding):
+        return REPRODUCED
+    return NOT_REPRODUCED if not any(holding) else INCONCLUSIVE
+
+
+def _straddles(claim: Claim, low: float, high: float) -> bool:
+    """Whether an interval with both ends outside a bounded claim covers it (e.g. 2.0–3.5
+    against 2.4–3.0): neither reproduced nor refuted."""
+    if claim.operator == "between":
+        return low < float(claim.expected) and high > float(claim.upper or claim.expected)
+    if claim.operator == "approx":
+        return low < float(claim.expected) - claim.tolerance < high
+    return False
 
 
 def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
@@ -365,7 +433,7 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
     convention, for a NeuralScale cell the kind of fit its architecture was solved from, and
     the ONNX Runtime or PyTorch that measured it (named beside a stand-in verdict)."""
     all_cells = cells.to_dicts()
-    metrics: dict[str, dict[str, float]] = {}
+    metrics: dict[str, dict[str, Any]] = {}
     for cell_id, metric, value in records.select("cell_id", "metric", "value").iter_rows():
         metrics.setdefault(cell_id, {})[metric] = value
     for cell in all_cells:
@@ -375,6 +443,11 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
         solution = ran_with.get("neuralscale_solution") or {}
         if solution.get("fit"):
             cell[FIT] = solution["fit"]
+        measured = [r for r in result.get("rounds", []) if r["status"] in cell_rounds.MEASURED]
+        if len(measured) > 1:  # only rows carry them (not the cell list the report shows)
+            metrics.setdefault(cell["cell_id"], {})[ROUNDS] = {
+                metric: cell_rounds.round_values(result, metric)
+                for metric in measured[0]["values"]}
         versions = result.get("versions") or {}
         cell.update({f"{package}_version": versions[package] for package in VERSION_PACKAGES
                      if versions.get(package)})

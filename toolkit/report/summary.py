@@ -18,8 +18,8 @@ from toolkit import units
 from toolkit.report import claims
 
 NOT_RUN = "not run"
-# Verdicts in reading order; one not listed (e.g. "inconclusive") comes before the last ones.
-FIRST_VERDICTS = (claims.REPRODUCED, claims.NOT_REPRODUCED)
+# Verdicts in reading order; one not listed comes before the last ones.
+FIRST_VERDICTS = (claims.REPRODUCED, claims.NOT_REPRODUCED, claims.INCONCLUSIVE)
 LAST_VERDICTS = (claims.NOT_COMPARABLE,)
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 # Marks of a source's readings of its own words, told apart from reason numbers (no "q" exists).
