@@ -719,7 +719,7 @@ def test_a_wide_results_table_is_split_into_parts_that_fit(run_dir: Path,
         width = sum(summary.column_width(h, [r[i] for r in rows]) + summary.PADDING
                     for i, h in enumerate(header))
         assert width <= TABLE_BUDGET, header
-    assert sorted(metrics) == sorted([c.label for c in METRIC_COLUMNS]
+    assert sorted(metrics) == sorted([c.label for c in METRIC_COLUMNS if not c.interval]
                                      + ["a_metric_nobody_planned_for (%)"])
     assert "**Size · speed**" in section or "**Size**" in section
 
@@ -756,3 +756,52 @@ def test_mfu_is_against_the_peak_of_the_cells_device_and_precision(tmp_path: Pat
     assert metrics["a"]["mfu"] == (0.5, "ratio")
     assert metrics["b"]["mfu"] == (0.25, "ratio")  # the bf16 peak, not the fp32 one
     assert "mfu" not in metrics["c"] and "mfu" not in metrics["peak"]
+
+
+def _write_rounds(run_dir: Path, slow_last_round: float) -> None:
+    """Three rounds per ok cell: the run's latencies x (1, 1.02, slow_last_round), and the same
+    factor for every metric of the round (the machine, not the cells, moved)."""
+    records = pl.read_parquet(run_dir / "records.parquet")
+    rows = []
+    for cell_id, metric, value in records.select("cell_id", "metric", "value").iter_rows():
+        for index, factor in enumerate((1.0, 1.02, slow_last_round)):
+            scaled = value * factor if metric in ("latency_p50", "step_time_p50") else value
+            rows.append({"run_id": RUN_ID, "cell_id": cell_id, "round": index, "status": "ok",
+                         "metric": metric, "value": scaled})
+    pl.DataFrame(rows).write_parquet(run_dir / "rounds.parquet")
+
+
+def test_rounds_give_intervals_ratio_intervals_and_a_drift_warning(run_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    _write_rounds(run_dir, slow_last_round=1.3)
+    md = render_report(run_dir, tmp_path / "out")["md"].read_text()
+    assert "- **Rounds:** 3 per cell" in md and "0.98 · 1.00 · 1.27; moved 30%" in md
+    assert "Warning: the machine's speed moved by more than 10 %" in md
+    row = next(r for r in _results(md) if r["status"] == "ok")
+    assert row["p50 95% CI (ms)"] == "3.08–4.00"  # rounds at 1, 1.02 and 1.3 x 3.08 ms
+    steady = tmp_path / "steady"
+    _write_rounds(run_dir, slow_last_round=1.01)
+    text = render_report(run_dir, steady)["md"].read_text()
+    assert "moved 2%" in text and "Warning: the machine" not in text
+
+
+def test_charts_draw_error_bars_from_rounds(run_dir: Path, tmp_path: Path) -> None:
+    _write_rounds(run_dir, slow_last_round=1.3)
+    out = render_report(run_dir, tmp_path / "out")["md"].parent
+    with_bars = next((out / "charts").glob("*-latency.svg")).read_text()
+    (run_dir / "rounds.parquet").unlink()
+    plain = next((render_report(run_dir, tmp_path / "plain")["md"].parent / "charts").glob(
+        "*-latency.svg")).read_text()
+    assert with_bars.count("<path") > plain.count("<path")  # the bars are drawn paths
+
+
+def test_a_ratio_between_cells_carries_its_interval_paired_by_round() -> None:
+    from toolkit.report.render import _ratio_text
+
+    metrics = {"ns": {"latency_p50": (3e-3, "s")}, "u": {"latency_p50": (1e-3, "s")}}
+    slow = [1.0, 1.3, 0.9]  # the machine's speed in each round: both cells alike
+    rounds = {"ns": {"latency_p50": [3e-3 * s for s in slow]},
+              "u": {"latency_p50": [1e-3 * s for s in slow]}}
+    assert _ratio_text("ns", "u", "latency_p50", metrics, rounds) == "3.00 [3.00–3.00]"
+    assert _ratio_text("ns", "u", "latency_p50", metrics, {}) == "3.00"
+    assert _ratio_text("ns", "missing", "latency_p50", metrics, rounds) == "–"

@@ -56,12 +56,12 @@ def _cell_with(latencies: list[float]) -> dict:
 def test_drift_is_the_move_of_the_machine_speed_between_rounds():
     # Every cell 30 % slower in round 2: the machine moved, not the cells.
     cells = [_cell_with([1.0, 1.3, 1.0]), _cell_with([2.0, 2.6, 2.0]), _cell_with([5.0, 6.5, 5.0])]
-    speeds = rounds.speed_by_round(cells)
+    speeds = rounds.speed_by_round(rounds.timings(cells))
     assert speeds == pytest.approx([1.0, 1.3, 1.0])
-    assert rounds.drift(cells) == pytest.approx(0.3)
+    assert rounds.drift(speeds) == pytest.approx(0.3)
     steady = [_cell_with([1.0, 1.01, 0.99]), _cell_with([2.0, 1.98, 2.02])]
-    assert rounds.drift(steady) < rounds.DRIFT_THRESHOLD
-    assert rounds.drift([_cell_with([1.0])]) is None
+    assert rounds.drift(rounds.speed_by_round(rounds.timings(steady))) < rounds.DRIFT_THRESHOLD
+    assert rounds.drift(rounds.speed_by_round(rounds.timings([_cell_with([1.0])]))) is None
 
 
 def test_store_keeps_each_round_and_the_combined_cell(tmp_path):

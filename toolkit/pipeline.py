@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from toolkit import preflight
+from toolkit import rounds as cell_rounds
 from toolkit.device.errors import UserError
 from toolkit.environment import describe_host
 from toolkit.environment import device_type as describe_device_type
@@ -177,6 +178,13 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
     summary = run_cells(cells, store, runner, results_root / "cache", force=force,
                         console=console, prepare_with=HostRunner())
     store.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    speeds = cell_rounds.speed_by_round(cell_rounds.timings(list(store.cell_results().values())))
+    moved = cell_rounds.drift(speeds)
+    if moved is not None:
+        warn = "  [bold yellow]more than the 10 % a fair comparison allows[/]" \
+            if moved > cell_rounds.DRIFT_THRESHOLD else ""
+        console.print("machine speed by round: " + " · ".join(f"{s:.2f}" for s in speeds)
+                      + f" (moved {moved:.0%}){warn}")
     return store, summary
 
 
@@ -203,21 +211,22 @@ def report(run_id: str | None, results_root: Path, reports_root: Path) -> dict[s
 
 def compare(runs: str, threshold: float, results_root: Path, reports_root: Path) -> Path:
     """Compare two runs cell by cell; prints a table and writes compare.md."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    from toolkit.report.compare import compare_runs, write_markdown
+    from toolkit.report.compare import compare_runs, format_ms, format_ratio, write_markdown
 
     ids = parse_list(runs.replace(" ", ","))
     if len(ids) != 2:
         raise UserError(f"--compare takes two run ids A,B, got '{runs}'")
     a, b = (RunStore.open(results_root, run_id) for run_id in ids)
     rows = compare_runs(a, b, threshold)
-    table = Table("cell", "p50 A (ms)", "p50 B (ms)", "B/A", "verdict",
-                  title=f"{a.run_id} (A) vs {b.run_id} (B)")
+    # brackets: 95 % intervals over rounds, or the samples' inter-quartile ranges (see basis)
+    table = Table("cell", "p50 A (ms)", "p50 B (ms)", "B/A", Column("basis", no_wrap=True),
+                  Column("verdict", no_wrap=True), title=f"{a.run_id} (A) vs {b.run_id} (B)")
     for row in rows:
-        table.add_row(row.label, *("–" if v is None else f"{v * 1e3:.3g}"
-                                   for v in (row.p50_a, row.p50_b)),
-                      "–" if row.ratio is None else f"{row.ratio:.3f}", row.verdict)
+        table.add_row(row.label, format_ms(row.p50_a, row.a_interval),
+                      format_ms(row.p50_b, row.b_interval),
+                      format_ratio(row.ratio, row.ratio_interval), row.basis, row.verdict)
     console = Console(soft_wrap=True)
     console.print(table)
     path = write_markdown(rows, a, b, threshold,

@@ -103,14 +103,15 @@ def round_values(payload: dict[str, Any], metric: str) -> list[float]:
             if r["status"] in MEASURED and metric in r["values"]]
 
 
-def speed_by_round(payloads: list[dict[str, Any]]) -> list[float]:
+def speed_by_round(cells: list[dict[str, list[float]]]) -> list[float]:
     """How slow the machine was in each round, relative to the cells' medians: for round k,
     the median over cells of (timing in round k ÷ the cell's median timing). 1.0 = typical;
-    1.2 = every cell took about 20 % longer in that round."""
+    1.2 = the cells took about 20 % longer in that round. `cells`: per cell, metric -> its value
+    in each round (round_values)."""
     factors: dict[int, list[float]] = {}
-    for payload in payloads:
+    for by_metric in cells:
         for metric in TIMING_METRICS:
-            values = round_values(payload, metric)
+            values = by_metric.get(metric) or []
             if len(values) < 2:
                 continue
             middle = statistics.median(values)
@@ -121,10 +122,15 @@ def speed_by_round(payloads: list[dict[str, Any]]) -> list[float]:
     return [statistics.median(factors[k]) for k in sorted(factors)]
 
 
-def drift(payloads: list[dict[str, Any]]) -> float | None:
+def drift(speeds: list[float]) -> float | None:
     """The largest move of the machine's speed between rounds, as a fraction (None with fewer
     than two rounds)."""
-    speeds = speed_by_round(payloads)
     if len(speeds) < 2:
         return None
     return max(speeds) / min(speeds) - 1.0
+
+
+def timings(payloads: list[dict[str, Any]]) -> list[dict[str, list[float]]]:
+    """speed_by_round's input from cell payloads."""
+    return [{metric: round_values(payload, metric) for metric in TIMING_METRICS}
+            for payload in payloads]

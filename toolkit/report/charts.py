@@ -28,11 +28,13 @@ LOG_SPAN = 10.0  # an axis spanning more than this factor is drawn logarithmic
 
 @dataclass(frozen=True)
 class Point:
-    """One ok cell as a chart sees it: its series label and raw SI metric values."""
+    """One ok cell as a chart sees it: its series label, raw SI metric values and, where the
+    cell was measured in rounds, each median's 95 % interval (drawn as an error bar)."""
 
     series: str
     params: float
     values: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def latency_chart(points: list[Point], path: Path, title: str) -> bool:
@@ -76,6 +78,8 @@ def _chart(
                     marker, colour = style[name]
                     xs, ys = zip(*xy, strict=True)
                     ax.plot(xs, ys, marker=marker, color=colour, label=name)
+                    _error_bars(ax, [pt for pt in points if pt.series == name], metric, unit,
+                                to, colour)
             ax.set_ylabel(label)
         if params_m and max(params_m) / min(params_m) > LOG_SPAN:
             axes[0].set_xscale("log")  # shared x: applies to every panel
@@ -87,6 +91,18 @@ def _chart(
         axes[0].legend(fontsize="small")
         _save(fig, path)
     return True
+
+
+def _error_bars(ax, points: list[Point], metric: str, unit: str, to: str, colour: str) -> None:
+    """Vertical bars from each point's interval low to high (points without one: none)."""
+    bars = sorted((units.millions(pt.params), units.convert(pt.values[metric], unit, to),
+                   *(units.convert(v, unit, to) for v in pt.intervals[metric]))
+                  for pt in points if metric in pt.intervals and metric in pt.values)
+    if bars:
+        xs, ys, lows, highs = zip(*bars, strict=True)
+        ax.errorbar(xs, ys, yerr=[[max(0.0, y - lo) for y, lo in zip(ys, lows, strict=True)],
+                                  [max(0.0, hi - y) for y, hi in zip(ys, highs, strict=True)]],
+                    fmt="none", ecolor=colour, elinewidth=1.0, capsize=3)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from toolkit import units
+from toolkit import intervals, units
+from toolkit import rounds as cell_rounds
 from toolkit.derived import DERIVED, RUNTIME_MEMORY, metric_value, utilisation
 from toolkit.experiments.cells import COORDINATES
 from toolkit.report import charts, claims, summary
@@ -62,6 +63,7 @@ class Column:
     unit: str
     integer: bool = False
     group: str = "other"
+    interval: bool = False  # the 95 % interval of the metric's median over the cell's rounds
 
 
 SIZE, SPEED, TRAINING, MEMORY = "size", "speed", "training", "memory and accuracy"
@@ -71,12 +73,14 @@ METRIC_COLUMNS = (
     Column("session create (ms)", "session_create", "ms", group=SPEED),
     Column("first run (ms)", "first_run", "ms", group=SPEED),
     Column("p50 (ms)", "latency_p50", "ms", group=SPEED),
+    Column("p50 95% CI (ms)", "latency_p50", "ms", group=SPEED, interval=True),
     Column("p90 (ms)", "latency_p90", "ms", group=SPEED),
     Column("CV (%)", "latency_cv", "%", group=SPEED),
     Column("robust CV (%)", "latency_rcv", "%", group=SPEED),
     Column("n", "latency_n", "count", integer=True, group=SPEED),
     Column("throughput (img/s)", "throughput", "1/s", group=SPEED),
     Column("step p50 (ms)", "step_time_p50", "ms", group=TRAINING),
+    Column("step p50 95% CI (ms)", "step_time_p50", "ms", group=TRAINING, interval=True),
     Column("step robust CV (%)", "step_time_rcv", "%", group=TRAINING),
     Column("train FLOP ratio (%)", "train_flops_ratio", "%", group=TRAINING),
     Column("achieved (GFLOP/s)", "achieved_flops", "GFLOP/s", group=TRAINING),
@@ -140,15 +144,17 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     cells = pl.read_parquet(run_dir / "cells.parquet")
     metrics = _load_metrics(run_dir / "records.parquet")
+    rounds = load_rounds(run_dir / "rounds.parquet")
     losses = _load_series(run_dir / "samples.parquet", LOSS_SERIES)
     if results_link is None:
         results_link = _relative(run_dir, out_dir)
 
     context = {
-        "run": _run_info(manifest, cells),
+        "run": _run_info(manifest, cells, rounds),
         "verdicts": _verdicts(manifest, run_dir, cells),
         "experiments": [
-            _experiment(name, manifest, cells, metrics, losses, out_dir, run_dir, results_link)
+            _experiment(name, manifest, cells, metrics, rounds, losses, out_dir, run_dir,
+                        results_link)
             for name in _experiment_names(manifest, cells)
         ],
         "environment": _environment_rows(manifest.get("environment", {})),
@@ -227,6 +233,31 @@ def md_escape(text: Any) -> str:
     return " ".join(s.split())
 
 
+CellRounds = dict[str, dict[str, list[float]]]  # cell -> metric -> its value in each round
+
+
+def load_rounds(path: Path) -> CellRounds:
+    """Each measured round's figures per cell (rounds.parquet), derived figures included;
+    empty for a run from before rounds."""
+    if not path.exists():
+        return {}
+    table = pl.read_parquet(path).filter(pl.col("status").is_in(cell_rounds.MEASURED))
+    by_round: dict[str, dict[int, dict[str, float]]] = {}
+    for cell_id, index, metric, value in table.select(
+            "cell_id", "round", "metric", "value").iter_rows():
+        by_round.setdefault(cell_id, {}).setdefault(index, {})[metric] = value
+    out: CellRounds = {}
+    for cell_id, per_round in by_round.items():
+        if len(per_round) < 2:
+            continue
+        ordered = [per_round[k] for k in sorted(per_round)]
+        names = set().union(*ordered) | set(DERIVED)
+        series = {name: [metric_value(values, name) for values in ordered] for name in names}
+        out[cell_id] = {name: [v for v in values if v is not None]
+                        for name, values in series.items() if all(v is not None for v in values)}
+    return out
+
+
 def _load_metrics(path: Path) -> dict[str, Metrics]:
     """cell_id -> metric -> (value, unit); a later duplicate record of a metric wins."""
     if not path.exists():
@@ -285,7 +316,7 @@ def _status_summary(statuses: list[str]) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no cells"
 
 
-def _run_info(manifest: dict, cells: pl.DataFrame) -> dict[str, Any]:
+def _run_info(manifest: dict, cells: pl.DataFrame, rounds: CellRounds) -> dict[str, Any]:
     git = manifest.get("environment", {}).get("git", {})
     commit = str(git.get("commit", "")) if isinstance(git, dict) else ""
     if commit and isinstance(git, dict) and git.get("dirty"):
@@ -302,7 +333,21 @@ def _run_info(manifest: dict, cells: pl.DataFrame) -> dict[str, Any]:
         "commit": commit,
         "summary": _status_summary(cells["status"].to_list()),
         "wall": f"{units.fmt(wall)} s" if wall else units.MISSING,
-    }
+    } | _rounds_info(rounds)
+
+
+def _rounds_info(rounds: CellRounds) -> dict[str, Any]:
+    """How many rounds the cells were measured in, and how the machine's speed moved between
+    them (toolkit/rounds.py): a move beyond the threshold is a warning on the page."""
+    count = max((len(v) for by_metric in rounds.values() for v in by_metric.values()), default=1)
+    speeds = cell_rounds.speed_by_round(list(rounds.values()))
+    moved = cell_rounds.drift(speeds)
+    text = ""
+    if moved is not None:
+        text = ("machine speed by round (timing ÷ each cell's median): "
+                + " · ".join(f"{s:.2f}" for s in speeds) + f"; moved {moved:.0%}")
+    return {"rounds": count, "drift": text,
+            "drift_warning": moved is not None and moved > cell_rounds.DRIFT_THRESHOLD}
 
 
 def _experiment(
@@ -310,6 +355,7 @@ def _experiment(
     manifest: dict,
     cells: pl.DataFrame,
     metrics: dict[str, Metrics],
+    rounds: CellRounds,
     losses: dict[str, Series],
     out_dir: Path,
     run_dir: Path,
@@ -322,7 +368,7 @@ def _experiment(
         c for c in cells.columns if c not in COORDS and c not in BOOKKEEPING
     ]
     coords = [c for c in coords if any(r.get(c) is not None for r in rows)]
-    drawn, skipped = _charts(name, rows, coords, metrics, losses, out_dir)
+    drawn, skipped = _charts(name, rows, coords, metrics, rounds, losses, out_dir)
     return {
         "name": name,
         "anchor": "exp-" + summary.slug(name),
@@ -330,9 +376,9 @@ def _experiment(
         "protocol": _protocol(spec.get("measure", {})),
         "spec_json": json.dumps(spec, indent=2, sort_keys=True, default=str),
         "summary": _status_summary([r["status"] for r in rows]),
-        "table": _table(rows, coords, metrics),
-        "method_ratios": _method_ratios(rows, metrics),
-        "speedups": _speedups(rows, metrics),
+        "table": _table(rows, coords, metrics, rounds),
+        "method_ratios": _method_ratios(rows, metrics, rounds),
+        "speedups": _speedups(rows, metrics, rounds),
         "architectures": [
             model | {"fits": [fit | {"href": f"{results_link}/{fit['file']}"}
                               for fit in model["fits"]]}
@@ -348,32 +394,35 @@ RATIO_METRICS = (("latency p50", "latency_p50"), ("model memory", "model_memory"
                  ("accuracy", "accuracy"))
 
 
-def _method_ratios(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> dict[str, Any]:
-    """NeuralScale ÷ uniform per (model, scale, framework, device, precision, batch)."""
+def _method_ratios(rows: list[dict[str, Any]], metrics: dict[str, Metrics],
+                   rounds: CellRounds) -> dict[str, Any]:
+    """NeuralScale ÷ uniform per (model, scale, framework, device, precision, batch), with the
+    95 % interval of each ratio where the cells have rounds."""
     pair_on = [c for c in COORDS if c != "method" and any(r.get(c) is not None for r in rows)]
-    by_method: dict[str, dict[tuple, dict[str, float]]] = {}
+    by_method: dict[str, dict[tuple, str]] = {}
     for row in rows:
         if row["status"] == "ok" and row.get("method"):
-            values = {m: v for m, (v, _) in metrics.get(row["cell_id"], {}).items()}
-            by_method.setdefault(row["method"], {})[tuple(row[c] for c in pair_on)] = values
+            by_method.setdefault(row["method"], {})[tuple(row[c] for c in pair_on)] = \
+                row["cell_id"]
     uniform, neuralscale = by_method.get("uniform", {}), by_method.get("neuralscale", {})
     body = []
     for key in sorted(set(uniform) & set(neuralscale), key=str):
         cells = [summary.coord_text(v) for v in key]
         for _, metric in RATIO_METRICS:
-            a, b = neuralscale[key].get(metric), uniform[key].get(metric)
-            cells.append(units.fmt(a / b) if a is not None and b else units.MISSING)
+            cells.append(_ratio_text(neuralscale[key], uniform[key], metric, metrics, rounds))
         body.append(cells)
     return {"headers": pair_on + [f"{label} NS/U" for label, _ in RATIO_METRICS], "rows": body}
 
 
-def _speedups(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> dict[str, Any]:
+def _speedups(rows: list[dict[str, Any]], metrics: dict[str, Metrics],
+              rounds: CellRounds) -> dict[str, Any]:
     """Training throughput per (framework, device, batch, freeze) and precision, relative to
-    the same framework, device and batch at freeze 0 in fp32: the training study's matrix."""
+    the same framework, device and batch at freeze 0 in fp32: the training study's matrix
+    (with 95 % intervals where the cells have rounds)."""
     if not rows or "freeze" not in rows[0]:
         return {"headers": [], "rows": []}
     throughput = {(r["framework"], r["device"], r["batch"], r["freeze"], r["precision"]):
-                  metrics[r["cell_id"]]["throughput"][0] for r in rows
+                  r["cell_id"] for r in rows
                   if r["status"] == "ok" and "throughput" in metrics.get(r["cell_id"], {})}
     precisions = sorted({key[4] for key in throughput})
     body = []
@@ -382,9 +431,25 @@ def _speedups(rows: list[dict[str, Any]], metrics: dict[str, Metrics]) -> dict[s
         if not reference:
             continue
         body.append([summary.coord_text(v) for v in group] + [
-            units.fmt(throughput[(*group, p)] / reference) + "×" if (*group, p) in throughput
-            else units.MISSING for p in precisions])
+            _ratio_text(throughput[(*group, p)], reference, "throughput", metrics, rounds, "×")
+            if (*group, p) in throughput else units.MISSING for p in precisions])
     return {"headers": ["framework", "device", "batch", "freeze", *precisions], "rows": body}
+
+
+def _ratio_text(numerator: str, denominator: str, metric: str, metrics: dict[str, Metrics],
+                rounds: CellRounds, suffix: str = "") -> str:
+    """"2.14 [1.98–2.31]": the ratio of two cells' medians and its interval from their rounds,
+    paired by round (toolkit/intervals.py); the bare ratio with one round."""
+    a, b = (metric_value({m: v for m, (v, _) in metrics.get(cell, {}).items()}, metric)
+            for cell in (numerator, denominator))
+    if a is None or not b:
+        return units.MISSING
+    text = units.fmt(a / b) + suffix
+    span = intervals.ratio_interval(rounds.get(numerator, {}).get(metric, []),
+                                    rounds.get(denominator, {}).get(metric, []))
+    if span is not None:
+        text += f" [{units.fmt(span[0])}–{units.fmt(span[1])}]"
+    return text
 
 
 def _sorted_rows(cells: pl.DataFrame) -> list[dict[str, Any]]:
@@ -433,6 +498,15 @@ def _status_text(row: dict[str, Any]) -> str:
     return f"{status}: {reason}" if reason and status != "ok" else status
 
 
+def _interval_text(column: Column, span: tuple[float, float] | None,
+                   value: tuple[float, str] | None) -> str:
+    """A median's 95 % interval over the cell's rounds in the column's unit ("1.20–1.27")."""
+    if span is None or value is None:
+        return units.MISSING
+    low, high = (units.convert(v, value[1], column.unit) for v in span)
+    return f"{units.fmt(low)}–{units.fmt(high)}"
+
+
 def _metric_text(column: Column, value: tuple[float, str] | None) -> str:
     if value is None:
         return units.MISSING
@@ -445,7 +519,8 @@ def _metric_text(column: Column, value: tuple[float, str] | None) -> str:
 
 
 def _table(
-    rows: list[dict[str, Any]], coords: list[str], metrics: dict[str, Metrics]
+    rows: list[dict[str, Any]], coords: list[str], metrics: dict[str, Metrics],
+    rounds: CellRounds,
 ) -> dict[str, Any]:
     """The cells that ran as preformatted table parts that each fit the page, their reasons as
     footnotes, and the cells that did not run as counts by reason. Metric columns nobody in
@@ -457,7 +532,12 @@ def _table(
         for metric, (_, unit) in metrics.get(row["cell_id"], {}).items():
             present.setdefault(metric, unit)
     known = {c.metric for c in METRIC_COLUMNS} | NOT_TABULATED
-    columns = [c for c in METRIC_COLUMNS if c.metric in present] + [
+    spans = {cell: {metric: span for metric, values in by_metric.items()
+                    if (span := intervals.median_interval(values)) is not None}
+             for cell, by_metric in rounds.items()}
+    spanned = {metric for by_metric in spans.values() for metric in by_metric}
+    columns = [c for c in METRIC_COLUMNS if (c.metric in spanned if c.interval else
+                                             c.metric in present)] + [
         Column(f"{m} ({units.DISPLAY.get(u, u)})", m, units.DISPLAY.get(u, u))
         for m, u in sorted(present.items())
         if m not in known and not m.startswith(NOT_TABULATED_PREFIXES)
@@ -471,7 +551,10 @@ def _table(
         note = notes.cite(_status_text(row)) if status != "ok" and row.get("reason") else 0
         body.append({
             "coords": [summary.coord_text(row.get(c)) for c in shown],
-            "metrics": [_metric_text(col, cell.get(col.metric)) for col in columns],
+            "metrics": [_interval_text(col, spans.get(row["cell_id"], {}).get(col.metric),
+                                       cell.get(col.metric))
+                        if col.interval else _metric_text(col, cell.get(col.metric))
+                        for col in columns],
             "status": status,
             "note": note,
             "marks": summary.marks([note]) if note else "",
@@ -495,6 +578,7 @@ def _charts(
     rows: list[dict[str, Any]],
     coords: list[str],
     metrics: dict[str, Metrics],
+    rounds: CellRounds,
     losses: dict[str, Series],
     out_dir: Path,
 ) -> tuple[list[Chart], list[Chart]]:
@@ -505,7 +589,7 @@ def _charts(
     charts_dir = out_dir / "charts"
     outcomes: list[Chart] = []
     if any(r.get("method") is not None for r in rows):
-        outcomes += _scaling_charts(name, slug, rows, coords, metrics, charts_dir)
+        outcomes += _scaling_charts(name, slug, rows, coords, metrics, rounds, charts_dir)
     if any(r.get("freeze") is not None for r in rows):
         outcomes += _training_charts(name, slug, rows, metrics, losses, charts_dir)
     if not outcomes:
@@ -545,9 +629,11 @@ def _scaling_charts(
     rows: list[dict[str, Any]],
     coords: list[str],
     metrics: dict[str, Metrics],
+    rounds: CellRounds,
     charts_dir: Path,
 ) -> list[Chart]:
-    """Latency and memory against parameters, then accuracy against runtime memory."""
+    """Latency and memory against parameters (error bars: the 95 % interval of each median
+    over the cell's rounds), then accuracy against runtime memory."""
     ok = [r for r in rows if r["status"] == "ok" and "params" in metrics.get(r["cell_id"], {})]
     # one series per (model, method) plus whatever else varies, except the swept scale
     keys = ["model", "method"] + _varying(ok, coords, ("scale", "model", "method"))
@@ -555,7 +641,9 @@ def _scaling_charts(
     for r in ok:
         values = {m: v for m, (v, _) in metrics[r["cell_id"]].items()}
         label = " / ".join(summary.coord_text(r.get(k)) for k in keys if k in r)
-        points.append(charts.Point(label, values["params"], values))
+        spans = {metric: span for metric, series in rounds.get(r["cell_id"], {}).items()
+                 if (span := intervals.median_interval(series)) is not None}
+        points.append(charts.Point(label, values["params"], values, spans))
     made = []
     for kind, draw, title, caption, needs in (
         ("latency", charts.latency_chart, f"{name}: latency p50 vs parameters",
