@@ -264,6 +264,46 @@ def _peak_figures(peak: dict[str, float], settings: dict[str, Any],
     return figures, met
 
 
+ROUNDS_BENCH = 3
+
+
+def rounds_cost(workdir: Path) -> Figures:
+    """What interleaved rounds cost: the smoke scaling study's uniform cells (VGG-11 at four
+    scales, host runner) measured in ROUNDS_BENCH rounds; the seconds each round took, the
+    preparation paid once, and the relative width of the latency intervals the rounds buy."""
+    from rich.console import Console as _Console
+
+    from toolkit import intervals
+    from toolkit import rounds as cell_rounds
+    from toolkit.scheduler import run_cells
+
+    resolved = specs.resolve(specs.find_spec("scaling-inference"), "smoke",
+                             {"method": ["uniform"], "framework": ["onnxruntime"]})
+    cells = expand(resolved.model_copy(update={"rounds": ROUNDS_BENCH}))
+    store = RunStore.create(workdir, "rounds", {"cell_ids": [c.id for c in cells],
+                                                "selection": {}})
+    started = time.monotonic()
+    run_cells(cells, store, HostRunner(), workdir / "cache", console=_Console(stderr=True))
+    total = time.monotonic() - started
+    per_round = [0.0] * ROUNDS_BENCH
+    widths = []
+    for cell in cells:
+        for payload in store.round_results(cell.id):
+            if payload["status"] != "ok":
+                raise UserError(f"rounds bench: {cell.label()} round {payload['round'] + 1} "
+                                f"{payload['status']}: {payload['reason']}")
+            per_round[payload["round"]] += float(payload["wall_s"])
+        values = cell_rounds.round_values(store.cell_results()[cell.id], "latency_p50")
+        low, high = intervals.median_interval(values) or (0.0, 0.0)
+        widths.append((high - low) / statistics.median(values))
+    figures: Figures = {"cells": len(cells), "rounds": ROUNDS_BENCH, "total_s": total}
+    figures |= {f"round{k + 1}_s": seconds for k, seconds in enumerate(per_round)}
+    figures["preparation_and_overhead_s"] = total - sum(per_round)
+    figures["cost_vs_one_round"] = total / (total - sum(per_round[1:]))
+    figures["latency_interval_width_median"] = statistics.median(widths)
+    return figures | {"target": "recorded (no target): the time rounds cost", "met": True}
+
+
 BENCHMARKS: dict[str, Callable[[Path], Figures]] = {
     "training_freeze": training_freeze_and_utilisation,
     "harness_overhead": harness_overhead,
@@ -271,6 +311,7 @@ BENCHMARKS: dict[str, Callable[[Path], Figures]] = {
     "container_overhead": container_overhead,
     "neuralscale_search": neuralscale_search_cost,
     "training_throughput": training_throughput,
+    "rounds_cost": rounds_cost,
 }
 
 
