@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 RATIOS = (0.25, 0.5, 0.75, 1.0)
 GEALY_MODELS = ("vgg11", "mobilenetv2", "preact_resnet18", "resnet50")
 
-# Exact counts at ratio 1.0 for 10 classes: DESIGN.md section 4 gives the VGG ones; the others
-# are what the spec'd architectures give (PreAct-ResNet-18 has the NeuralScale final BN, hence
-# 1,024 more than pytorch-cifar's 11,171,146; ResNet-50 equals pytorch-cifar's).
+# Exact counts at ratio 1.0 for 10 classes: the VGG ones are the published CIFAR VGG counts;
+# the others are what the spec'd architectures give (PreAct-ResNet-18 has the NeuralScale
+# final BN, hence 1,024 more than pytorch-cifar's 11,171,146; ResNet-50 equals pytorch-cifar's).
 FULL_PARAMS = {
     "mobilenetv2": 2_333_410,
     "preact_resnet18": 11_172_170,
@@ -30,7 +30,7 @@ FULL_MACS = {
     "preact_resnet18": 555_422_720,
     "resnet50": 1_297_829_888,
     "vgg11": 152_769_536,
-    "vgg16": 313_201_664,  # DESIGN.md: about 313 M
+    "vgg16": 313_201_664,  # about 313 M (padding taps counted, as inference MAC counts do)
 }
 WIDTH_COUNTS = {"mobilenetv2": 19, "preact_resnet18": 17, "resnet50": 49, "vgg11": 8, "vgg16": 13}
 

@@ -1,4 +1,4 @@
-"""The host environment of a run (DESIGN.md §2): recorded in every run's manifest."""
+"""The host environment of a run: recorded in every run's manifest."""
 from __future__ import annotations
 
 import importlib.metadata

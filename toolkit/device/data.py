@@ -5,12 +5,12 @@ Device side: stdlib + numpy only (scikit-learn is imported lazily, for the digit
 the PyTorch, ONNX Runtime Training and TensorRT cells share one loader and one augmentation.
 
 Every loader returns a DataSet: uint8 images N x 3 x 32 x 32 (NCHW) and int64 labels for the train
-and test splits, the class count, the normalisation constants of DESIGN.md section 4 (the public
+and test splits, the class count, the normalisation constants of the NeuralScale code (the public
 NeuralScale code's CIFAR-10 mean/std, used for every set here) and an `identity` string that
 changes whenever the data do (archive MD5, or generator version + parameters, or a content hash):
 caches key on it.
 
-Nothing is ever downloaded (DESIGN.md section 7): CIFAR is read from EDGEREPRO_DATA or a directory
+Nothing is ever downloaded (cells may run offline): CIFAR is read from EDGEREPRO_DATA or a directory
 given by argument, either as the original archive or as its extracted folder, both checked against
 the MD5 sums torchvision uses before anything is unpickled.
 """
@@ -30,7 +30,7 @@ from .errors import UserError
 DATA_ENV = "EDGEREPRO_DATA"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
-# CIFAR-10 normalisation of the public NeuralScale code (DESIGN.md section 4), per channel, on
+# CIFAR-10 normalisation of the public NeuralScale code, per channel, on
 # images scaled to [0, 1].
 MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)

@@ -29,7 +29,8 @@ class _Strict(BaseModel):
 
 
 class MeasureProtocol(_Strict):
-    """Warm-up and sampling bounds (DESIGN.md §2); every cell records the one it ran with."""
+    """Warm-up and sampling bounds (README: How a cell is measured); every cell records the one
+    it ran with."""
 
     warmup_count: int = Field(10, ge=0)
     warmup_seconds: float = Field(0.5, ge=0)

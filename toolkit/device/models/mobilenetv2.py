@@ -1,4 +1,4 @@
-"""MobileNetV2, CIFAR variant as in the NeuralScale code (DESIGN.md section 4).
+"""MobileNetV2, CIFAR variant as in the NeuralScale code (eugenelet/NeuralScale).
 
 Stride-1 3x3 stem with bias + BN + ReLU6; 17 inverted-residual blocks; a 1x1 conv + BN + ReLU6,
 global avg-pool and a 1x1-conv classifier. Every conv has a bias. A block with input width c,

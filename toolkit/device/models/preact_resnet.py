@@ -1,4 +1,4 @@
-"""PreAct-ResNet-18, CIFAR variant as in the NeuralScale code (DESIGN.md section 4).
+"""PreAct-ResNet-18, CIFAR variant as in the NeuralScale code (eugenelet/NeuralScale).
 
 3x3 stem (no bias, no BN: the first block's BN pre-activates it), 4 stages x 2 pre-activation
 blocks with strides 1, 2, 2, 2, a final BN (no ReLU after it, as in the public code), global

@@ -1,4 +1,4 @@
-"""ResNet-50, CIFAR bottleneck variant (not in the NeuralScale code; DESIGN.md section 4).
+"""ResNet-50, CIFAR bottleneck variant (not in the NeuralScale code).
 
 3x3 stem (64, no bias) + BN + ReLU; bottleneck blocks [3, 4, 6, 3] with strides 1, 2, 2, 2 on
 the first block of each stage; global avg-pool; Linear. A block is 1x1 conv, BN, ReLU, 3x3 conv

@@ -1,4 +1,4 @@
-"""VGG-11 and VGG-16, CIFAR variants as in the NeuralScale code (DESIGN.md section 4).
+"""VGG-11 and VGG-16, CIFAR variants as in the NeuralScale code (eugenelet/NeuralScale).
 
 Every conv is 3x3/pad 1 with bias, followed by BatchNorm and ReLU; a 2x2 max-pool follows the
 convs marked in the layout; the head is one Linear(last width -> classes) on the 1x1 map left

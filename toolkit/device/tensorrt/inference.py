@@ -1,5 +1,5 @@
 """TensorRT inference cell for the scaling experiment: an engine from the ONNX export, timed the
-way trtexec times (DESIGN.md section 2).
+way trtexec times.
 
 Job (kind "inference", framework "tensorrt"):
 - coords: "device" "cuda", "precision" "fp32" | "fp16", "batch".

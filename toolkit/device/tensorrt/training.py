@@ -1,5 +1,5 @@
 """TensorRT training cell: the hand-written step graph built as one engine, run step after step
-with the parameter buffers swapped between steps (DESIGN.md section 6).
+with the parameter buffers swapped between steps.
 
 Job (kind "training", framework "tensorrt"); fields as toolkit.device.training.common, plus:
 - coords: "device" must be "cuda"; "precision" "fp32" | "fp16"; "freeze"; "batch".

@@ -27,11 +27,12 @@ How the export is made, and why:
   the same parameter and buffer names, which no training pass rewrites. With that, PyTorch and
   ORT losses agree to ~1e-4 relative with and without freezing.
 - The generated eval model is not used: with BatchNorm exported in training mode it fails to load
-  (DESIGN section 5), and its BN running statistics would be the initial ones anyway because ORT
-  does not update them (upstream issue 19370). Accuracy is measured instead with infer.onnx in a
-  plain InferenceSession fed the trained parameters and BN statistics recomputed over training
-  batches with bnstats.onnx ("precise BN": population mean and variance of each BN input under
-  the trained network, the later layers seeing batch-normalised inputs as in training).
+  (seen with onnxruntime-training 1.19), and its BN running statistics would be the initial
+  ones anyway because ORT does not update them (upstream issue 19370). Accuracy is measured
+  instead with infer.onnx in a plain InferenceSession fed the trained parameters and BN
+  statistics recomputed over training batches with bnstats.onnx ("precise BN": population mean
+  and variance of each BN input under the trained network, the later layers seeing
+  batch-normalised inputs as in training).
 """
 import json
 import os

@@ -18,7 +18,7 @@ What this framework can and cannot do (recorded, not hidden):
 - AdamW's weight decay defaults to 0 in generate_artifacts; the artifact job passes the job's
   betas, eps and weight_decay explicitly (onnxblock.optim.AdamW).
 - fp16: not run: the checkpoint loader rejects FP16 parameters and FP16 training segfaults on
-  the CPU provider (DESIGN section 5); bf16: not run, no bf16 training kernels.
+  the CPU provider (onnxruntime-training 1.19); bf16: not run, no bf16 training kernels.
 - cuda: needs the CUDA build (onnxruntime-training, x86 + CUDA 11.8); not run where the CUDA
   execution provider is absent.
 - BatchNorm: ORT trains every BN in batch-statistics mode and never updates running statistics

@@ -1,4 +1,5 @@
-"""Accuracy training with PyTorch: the NeuralScale training protocol (DESIGN.md section 4).
+"""Accuracy training with PyTorch: the NeuralScale training protocol (as in
+eugenelet/NeuralScale's train.py).
 
 `train_accuracy(model, widths, dataset, config, seed, cache_dir)` trains a zoo model from
 scratch and returns the maximum test accuracy over epochs and the per-epoch history. All

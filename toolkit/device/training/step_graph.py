@@ -1,5 +1,5 @@
 """A backend-neutral training-step graph: forward, loss gradient, hand-written backward and the
-SGD update of a CIFAR VGG, as a flat list of nodes (DESIGN.md section 6).
+SGD update of a CIFAR VGG, as a flat list of nodes.
 
 Why this shape: every node is ONE TensorRT layer (same op, same attributes, same output shape),
 so the NumPy reference executor (numpy_reference.py) runs exactly the computation the TensorRT
