@@ -36,9 +36,15 @@ def test_round_statuses_combine_worst_first():
     failed = rounds.combine([_round(0), _round(1, "failed", reason="killed")], planned=2)
     assert failed["status"] == "failed" and failed["reason"] == "round 2: killed"
     assert not rounds.is_finished(failed)
-    invalid = rounds.combine([_round(0, "invalid", reason="CV 0.6"), _round(1)], planned=2)
-    assert invalid["status"] == "invalid" and invalid["reason"] == "round 1: CV 0.6"
+    invalid = rounds.combine([_round(0, "invalid", reason="CV 0.6"), _round(1, "invalid",
+                                                                          reason="CV 0.7")], 2)
+    assert invalid["status"] == "invalid"
+    assert invalid["reason"] == "round 1: CV 0.6; round 2: CV 0.7"
     assert rounds.is_finished(invalid)
+    outvoted = rounds.combine([_round(0, "invalid", reason="CV 0.6"), _round(1), _round(2)], 3)
+    assert outvoted["status"] == "ok" and outvoted["rounds"][0]["reason"] == "CV 0.6"
+    half = rounds.combine([_round(0, "invalid", reason="CV 0.6"), _round(1)], planned=2)
+    assert half["status"] == "invalid"  # half the rounds: the median rests on it
     not_run = rounds.combine([_round(0, "not run", reason="no GPU")], planned=3)
     assert not_run["status"] == "not run" and rounds.is_finished(not_run)  # no more rounds
 

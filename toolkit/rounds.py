@@ -26,7 +26,9 @@ def combine(rounds: list[dict[str, Any]], planned: int) -> dict[str, Any]:
     of each round with its own figures.
 
     Status: failed if a round failed (a re-run measures that round again), not run if the
-    first round was not run, invalid if a round was invalid, else ok."""
+    first round was not run, invalid if at least half the measured rounds were invalid, else
+    ok: one disturbed round of three cannot carry the median, and rounds exist to outvote it
+    (its reason stays in the round's summary)."""
     last = rounds[-1]
     payload = dict(last)
     failed = [r for r in rounds if r["status"] == "failed"]
@@ -35,8 +37,8 @@ def combine(rounds: list[dict[str, Any]], planned: int) -> dict[str, Any]:
         payload["status"], payload["reason"] = "failed", _round_reason(failed[0])
     elif rounds[0]["status"] == "not run":
         payload["status"], payload["reason"] = "not run", rounds[0]["reason"]
-    elif invalid:
-        payload["status"], payload["reason"] = "invalid", _round_reason(invalid[0])
+    elif 2 * len(invalid) >= sum(1 for r in rounds if r["status"] in MEASURED):
+        payload["status"], payload["reason"] = "invalid", "; ".join(map(_round_reason, invalid))
     else:
         payload["status"], payload["reason"] = "ok", ""
     measured = [r for r in rounds if r["status"] in MEASURED]
