@@ -135,3 +135,27 @@ def test_paired_ratio_interval_ignores_drift_that_hits_both_sides():
     assert intervals.ratio_interval(a, b) == pytest.approx((2.0, 2.0))
     assert intervals.ratio_interval(a, [1.0]) is None
     assert intervals.overlap((1.0, 2.0), (1.9, 3.0)) and not intervals.overlap((1, 2), (3, 4))
+
+
+def test_a_run_from_before_rounds_is_migrated_when_opened(tmp_path):
+    from toolkit.device.errors import UserError
+    from toolkit.results import FORMAT, FORMAT_KEY
+
+    run = tmp_path / "old"
+    (run / "cells").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"run_id": "old", "cell_ids": ["c"],
+                                                   "selection": {}}))  # format 1: no field
+    legacy = {"cell_id": "c", "experiment": "e", "kind": "inference", "coords": {},
+              "status": "ok", "reason": "", "runner": "host", "settings": {},
+              "records": [["latency_p50", 1e-3, "s"]], "samples": {}}
+    (run / "cells" / "c.json").write_text(json.dumps(legacy))
+    store = RunStore.open(tmp_path, "old")
+    assert store.manifest["format"] == FORMAT
+    assert store.cell_results()["c"]["rounds"][0]["values"] == {"latency_p50": 1e-3}
+    assert store.done_rounds("c") == {0} and store.is_complete()
+    metadata = pl.read_parquet_metadata(run / "records.parquet")
+    assert metadata[FORMAT_KEY] == str(FORMAT)
+    assert not store.migrate()  # already current
+    store.update_manifest(format=FORMAT + 1)
+    with pytest.raises(UserError, match="newer edgerepro"):
+        RunStore.open(tmp_path, "old")

@@ -1,5 +1,8 @@
 """Per-framework images built from the matrix through docker-py's low-level API.
 
+Long because building, naming, labelling, checking and finding images still share this one
+module; they are to move into a package of small modules, one job each.
+
 One image per (platform, framework): the Dockerfile rendered from containers/<framework>/, a
 build context assembled here (so the wheelhouse reaches the build stage only, and unchanged input
 gives byte-identical context for the layer cache), OCI labels plus every pinned version, and a

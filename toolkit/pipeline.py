@@ -125,6 +125,7 @@ def open_or_create(results_root: Path, run_id: str | None, new: bool, selection:
         previous = [r for r in list_runs(results_root) if r.manifest.get("selection") == selection]
         if previous and not previous[-1].is_complete():
             store = previous[-1]
+            store.migrate()
             done = len(store.finished_ids() & set(manifest["cell_ids"]))
             console.print(f"resuming run {store.run_id}: {done}/{len(manifest['cell_ids'])} cells "
                           "already done (--new starts a fresh run)")

@@ -30,6 +30,13 @@ CELL_FIELDS = ("status", "reason", "runner", "started_at", "wall_s", "image", "i
                "image_digest")
 
 
+# The layout of a run directory. 1: cells only (runs from before rounds, no "format" field);
+# 2: rounds/ and rounds.parquet, "format" in manifest.json and in every Parquet table's metadata.
+# An older run is migrated in place when it is opened (RunStore.migrate), never inside a reader.
+FORMAT = 2
+FORMAT_KEY = "edgerepro.format"  # Parquet key-value metadata
+
+
 def record_values(records: list[list[Any]] | list[tuple[str, float, str]]) -> dict[str, float]:
     """metric -> value of a cell's (metric, value, unit) records."""
     return {metric: value for metric, value, _ in records}
@@ -66,7 +73,7 @@ def _write_table_atomically(frame: pl.DataFrame, path: Path) -> None:
     if path.suffix == ".csv":
         frame.write_csv(tmp)
     else:
-        frame.write_parquet(tmp)
+        frame.write_parquet(tmp, metadata={FORMAT_KEY: str(FORMAT)})
     os.replace(tmp, path)
 
 
@@ -95,7 +102,8 @@ class RunStore:
             raise UserError(f"run '{run_id}' already exists in {root}; pass another --run-id")
         for directory in (store.cells_dir, store.logs_dir, store.jobs_dir):
             directory.mkdir(parents=True)
-        write_json_atomically(store.path / "manifest.json", dict(manifest, run_id=run_id))
+        write_json_atomically(store.path / "manifest.json",
+                              dict(manifest, run_id=run_id, format=FORMAT))
         return store
 
     @classmethod
@@ -104,7 +112,30 @@ class RunStore:
         if not (store.path / "manifest.json").is_file():
             runs = ", ".join(r.run_id for r in list_runs(root)[-5:]) or "none yet"
             raise UserError(f"no run '{run_id}' in {root}; recent runs: {runs}")
+        store.migrate()
         return store
+
+    def migrate(self) -> bool:
+        """Bring a run written in an older format up to FORMAT, in place; True if it changed.
+
+        1 -> 2: each finished cell's file becomes its round 1, the cell is combined from it
+        (gaining its rounds summary) and the tables are rebuilt (the cells table then has every
+        current column, e.g. the image id runs before it lacked)."""
+        found = int(self.manifest.get("format", 1))
+        if found > FORMAT:
+            raise UserError(f"run '{self.run_id}' was written in results format {found} by a "
+                            f"newer edgerepro; this one reads up to format {FORMAT}: update it")
+        if found == FORMAT or not any(self.cells_dir.glob("*.json")):
+            return False
+        self.adopt_single_rounds()
+        with interrupts_deferred():
+            for cell_id in self.cell_results():
+                done = self.round_results(cell_id)
+                if done:
+                    self.save_cell(cell_rounds.combine(done, max(len(done), 1)))
+            self.rebuild_tables()
+            self.update_manifest(format=FORMAT)
+        return True
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -250,4 +281,5 @@ def latest_run(root: Path) -> RunStore:
     runs = list_runs(root)
     if not runs:
         raise UserError(f"no runs in {root}; start one with `invoke run`")
+    runs[-1].migrate()
     return runs[-1]

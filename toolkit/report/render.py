@@ -2,6 +2,9 @@
 
 All formatting decisions live here and in `toolkit.units`; the templates only loop over plain
 strings, so the Markdown and HTML reports cannot disagree about a number.
+
+Long because the tables and charts of both experiment kinds still live here beside the
+orchestration; they are to move into one module per kind.
 """
 
 from __future__ import annotations

@@ -16,17 +16,6 @@ def peak_rss_bytes():
     return _maxrss_to_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def current_rss_bytes():
-    # type: () -> int
-    """Resident set right now (from /proc; 0 where /proc is absent)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return pages * resource.getpagesize()
-
-
 # Peak memory of this process's cgroup: in a container, the container's own (cgroup namespace).
 _CGROUP_PEAK_FILES = (
     "/sys/fs/cgroup/memory.peak",  # cgroup v2 (kernel >= 5.19)

@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import models
 from ..training import pytorch_accuracy as training
-from .neuralscale import PRUNE_STOPS
+from . import PRUNE_STOPS
 
 _ONE_LEFT = "layer {} has one live channel (eugenelet/NeuralScale prune.py stop)"
 

@@ -31,13 +31,13 @@ import numpy as np
 
 from .. import models
 from ..errors import UserError
+from . import PRUNE_STOPS
 
 ARTIFACT_FORMAT = "edgerepro.neuralscale/1"
 TARGET_MODES = ("width", "params")
 SOLVE_TOLERANCE = 0.01  # relative, of the target parameter count
 MIN_RECORDS = 6  # fewer records: a constant architecture (eugenelet/NeuralScale fit_params.py)
 FEW_RECORDS_FITS = ("constant", "uniform")  # see fit_power_law
-PRUNE_STOPS = ("one_channel", "empty_layer")  # see gates.Gates.prune_least_important
 # The models whose public prepare_filters (eugenelet/NeuralScale model/mobilenetv2.py,
 # model/preact_resnet.py) add 10 to solved widths below 10 during the search and scale a beta = 0
 # fit uniformly to the target; model/VGG.py does neither. resnet50 is not in the public code: it

@@ -1,6 +1,9 @@
 """A backend-neutral training-step graph: forward, loss gradient, hand-written backward and the
 SGD update of a CIFAR VGG, as a flat list of nodes.
 
+Long because the step is one graph written node by node: its forward, backward and update parts
+name each other's nodes, and split across files they could only be read together.
+
 Why this shape: every node is ONE TensorRT layer (same op, same attributes, same output shape),
 so the NumPy reference executor (numpy_reference.py) runs exactly the computation the TensorRT
 emitter (toolkit/device/tensorrt/emitter.py) builds; a test walks both and checks they agree.
