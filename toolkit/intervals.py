@@ -52,15 +52,32 @@ def bootstrap(statistic: Callable[[tuple[int, ...]], Any], rounds: int) -> list[
     return [value for value in (statistic(draw) for draw in draws(rounds)) if value is not None]
 
 
-def ratio_interval(numerator: Sequence[float], denominator: Sequence[float],
-                   level: float = LEVEL) -> tuple[float, float] | None:
-    """Interval of median(numerator) ÷ median(denominator), rounds paired by index."""
+def estimate(replicates: Sequence[float], level: float = LEVEL,
+             ) -> tuple[float, tuple[float, float]]:
+    """(the median of the draws, their percentile interval). The median over draws (a bagged
+    estimate) is the figure reported beside an interval: the plain ratio of two medians can sit
+    at the interval's end, and it moved more from run to run (measured: 14 % against 5 % at one
+    scale of two consecutive quick runs)."""
+    return statistics.median(replicates), percentile_interval(replicates, level)
+
+
+def ratio_estimate(numerator: Sequence[float], denominator: Sequence[float],
+                   level: float = LEVEL) -> tuple[float, tuple[float, float]] | None:
+    """estimate() of median(numerator) ÷ median(denominator), rounds paired by index; None
+    with fewer than two rounds on either side."""
     rounds = max(len(numerator), len(denominator))
     if min(len(numerator), len(denominator)) < 2:
         return None
     replicates = bootstrap(lambda draw: _safe_ratio(resampled(numerator, draw),
                                                     resampled(denominator, draw)), rounds)
-    return percentile_interval(replicates, level) if replicates else None
+    return estimate(replicates, level) if replicates else None
+
+
+def ratio_interval(numerator: Sequence[float], denominator: Sequence[float],
+                   level: float = LEVEL) -> tuple[float, float] | None:
+    """Interval of median(numerator) ÷ median(denominator), rounds paired by index."""
+    found = ratio_estimate(numerator, denominator, level)
+    return None if found is None else found[1]
 
 
 def median_interval(values: Sequence[float], level: float = LEVEL,

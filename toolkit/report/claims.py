@@ -362,15 +362,16 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     named = "; ".join(notes[h] for h in claim.hardware if h in notes)
     count, replicates = _bootstrap(claim, rows, cells)
     interval = agreement = None
-    if replicates and isinstance(observation.value, str):
-        agreement = sum(value == observation.value for value in replicates) / len(replicates)
-    elif replicates and observation.value is not None:
-        interval = intervals.percentile_interval([float(v) for v in replicates])
+    observed = observation.value
+    if replicates and isinstance(observed, str):
+        agreement = sum(value == observed for value in replicates) / len(replicates)
+    elif replicates and observed is not None:  # the median over draws, beside their interval
+        observed, interval = intervals.estimate([float(v) for v in replicates])
     if reasons:
-        return Verdict(claim, source, NOT_COMPARABLE, observation.value, tuple(reasons),
+        return Verdict(claim, source, NOT_COMPARABLE, observed, tuple(reasons),
                        observation.n, stand_in, named, short, interval, count, agreement)
-    verdict = _verdict(claim, observation.value, replicates)
-    return Verdict(claim, source, verdict, observation.value, (), observation.n, stand_in, named,
+    verdict = _verdict(claim, observed, replicates)
+    return Verdict(claim, source, verdict, observed, (), observation.n, stand_in, named,
                    short, interval, count, agreement)
 
 

@@ -441,18 +441,19 @@ def _speedups(rows: list[dict[str, Any]], metrics: dict[str, Metrics],
 
 def _ratio_text(numerator: str, denominator: str, metric: str, metrics: dict[str, Metrics],
                 rounds: CellRounds, suffix: str = "") -> str:
-    """"2.14 [1.98–2.31]": the ratio of two cells' medians and its interval from their rounds,
-    paired by round (toolkit/intervals.py); the bare ratio with one round."""
+    """"2.14 [1.98–2.31]": the ratio of two cells' figures with its interval, both from the
+    bootstrap over their rounds paired by round (intervals.ratio_estimate: the median over
+    draws); the plain ratio of the cells' figures with one round."""
     a, b = (metric_value({m: v for m, (v, _) in metrics.get(cell, {}).items()}, metric)
             for cell in (numerator, denominator))
     if a is None or not b:
         return units.MISSING
-    text = units.fmt(a / b) + suffix
-    span = intervals.ratio_interval(rounds.get(numerator, {}).get(metric, []),
-                                    rounds.get(denominator, {}).get(metric, []))
-    if span is not None:
-        text += f" [{units.fmt(span[0])}–{units.fmt(span[1])}]"
-    return text
+    found = intervals.ratio_estimate(rounds.get(numerator, {}).get(metric, []),
+                                     rounds.get(denominator, {}).get(metric, []))
+    if found is None:
+        return units.fmt(a / b) + suffix
+    middle, (low, high) = found
+    return f"{units.fmt(middle)}{suffix} [{units.fmt(low)}–{units.fmt(high)}]"
 
 
 def _sorted_rows(cells: pl.DataFrame) -> list[dict[str, Any]]:
