@@ -13,7 +13,8 @@ from markupsafe import Markup
 
 from toolkit import units
 from toolkit.report import claims, summary
-from toolkit.report.render import METRIC_COLUMNS, TABLE_BUDGET, render_report
+from toolkit.report.render import render_report
+from toolkit.report.table import METRIC_COLUMNS, TABLE_BUDGET
 
 RUN_ID = "20250101T000000Z-test"
 EXP = "inference_scaling"
@@ -796,12 +797,28 @@ def test_charts_draw_error_bars_from_rounds(run_dir: Path, tmp_path: Path) -> No
 
 
 def test_a_ratio_between_cells_carries_its_interval_paired_by_round() -> None:
-    from toolkit.report.render import _ratio_text
+    from toolkit.report.kinds.base import ratio_text
 
     metrics = {"ns": {"latency_p50": (3e-3, "s")}, "u": {"latency_p50": (1e-3, "s")}}
     slow = [1.0, 1.3, 0.9]  # the machine's speed in each round: both cells alike
     rounds = {"ns": {"latency_p50": [3e-3 * s for s in slow]},
               "u": {"latency_p50": [1e-3 * s for s in slow]}}
-    assert _ratio_text("ns", "u", "latency_p50", metrics, rounds) == "3.00 [3.00–3.00]"
-    assert _ratio_text("ns", "u", "latency_p50", metrics, {}) == "3.00"
-    assert _ratio_text("ns", "missing", "latency_p50", metrics, rounds) == "–"
+    assert ratio_text("ns", "u", "latency_p50", metrics, rounds) == "3.00 [3.00–3.00]"
+    assert ratio_text("ns", "u", "latency_p50", metrics, {}) == "3.00"
+    assert ratio_text("ns", "missing", "latency_p50", metrics, rounds) == "–"
+
+
+def test_the_kind_the_manifest_records_picks_the_report_plugin() -> None:
+    """The spec's kind decides; a run whose manifest lacks it is told by its cells' marking
+    coordinates; a kind draws nothing for cells without its marker."""
+    from toolkit.report import kinds
+
+    def names(spec: dict, rows: list[dict]) -> list[str]:
+        return [kind.name for kind in kinds.for_experiment(spec, rows)]
+
+    scaled, mixed = [{"method": "uniform", "freeze": None}], [{"method": "uniform", "freeze": 0}]
+    assert names({"kind": "inference"}, scaled) == names({}, scaled) == ["inference"]
+    assert names({"kind": "training"}, mixed) == ["training"]
+    assert names({}, mixed) == ["inference", "training"]
+    assert names({"kind": "inference"}, []) == names({}, []) == []
+    assert kinds.no_section_reason() == "no cell has a scaling method or a training freeze"

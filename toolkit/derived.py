@@ -59,3 +59,34 @@ def metric_value(metrics: dict[str, Any], name: str) -> float | None:
         return DERIVED[name][1](metrics)
     value = metrics.get(name)
     return None if value is None else float(value)
+
+
+MFU = "mfu"
+ACHIEVED_FLOPS = "achieved_flops"
+PEAK_PREFIX = "peak_flops_"  # peak_flops_<precision>: a peak cell's measured matmul FLOP/s
+THEORETICAL_SUFFIX = "_theoretical"  # a bound the measured peak is checked against, not a peak
+
+
+def derived_values(measured: dict[str, float]) -> dict[str, tuple[float, str]]:
+    """Every derived figure (DERIVED) that a cell's measured metrics allow, with its unit:
+    what the report shows beside the measured figures."""
+    out = {}
+    for name, (unit, _) in DERIVED.items():
+        value = metric_value(measured, name)
+        if value is not None:
+            out[name] = (value, unit)
+    return out
+
+
+def run_utilisation(measured: dict[str, dict[str, float]],
+                    coords: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """MFU of every cell of a run with an achieved FLOP/s, against the peaks that the run's own
+    peak cells measured (theoretical bounds are no peak). measured: cell -> metric -> value;
+    coords: cell -> (device, precision)."""
+    peaks = {(coords[cell][0], name[len(PEAK_PREFIX):]): value
+             for cell, metrics in measured.items() if cell in coords
+             for name, value in metrics.items()
+             if name.startswith(PEAK_PREFIX) and not name.endswith(THEORETICAL_SUFFIX)}
+    achieved = {cell: metrics[ACHIEVED_FLOPS] for cell, metrics in measured.items()
+                if ACHIEVED_FLOPS in metrics}
+    return utilisation(achieved, peaks, coords)
