@@ -53,11 +53,12 @@ def build(c, platform="", framework="", ca_bundle=""):
     """
     from rich.console import Console
 
-    from toolkit import images
+    from toolkit.images import build as builder
+    from toolkit.images import doctor as checks
 
     console = Console(stderr=True, soft_wrap=True)
-    images.check_host_runner(console, required=not (platform or framework))
-    images.build_task(platform, framework, ca_bundle, console)
+    checks.check_host_runner(console, required=not (platform or framework))
+    builder.build_task(platform, framework, ca_bundle, console)
 
 
 @task(help={"platform": "the platform whose base to bootstrap (default: amd64)",
@@ -67,9 +68,9 @@ def base(c, platform="amd64", force=False):
     """Bootstrap a Debian base with debootstrap and import it: no registry needed."""
     from rich.console import Console
 
-    from toolkit import images
+    from toolkit.images import build as builder
 
-    images.base_task(platform, force, Console(stderr=True, soft_wrap=True))
+    builder.base_task(platform, force, Console(stderr=True, soft_wrap=True))
 
 
 @task(help={"platform": "fill only this platform's wheelhouse (default: amd64)",
@@ -79,8 +80,8 @@ def wheels(c, platform="amd64", framework=""):
     """Download the pinned wheels for a target platform into containers/wheelhouse/ (hashed)."""
     from rich.console import Console
 
-    from toolkit import matrix
-    from toolkit import wheels as wheelhouse
+    from toolkit.images import matrix
+    from toolkit.images import wheels as wheelhouse
 
     console = Console(stderr=True, soft_wrap=True)
     loaded = matrix.load()
@@ -93,7 +94,7 @@ def wheels(c, platform="amd64", framework=""):
 @user_errors
 def doctor(c):
     """Check the Docker engine, emulation, NVIDIA runtime, GPU and disk; one line per fix."""
-    from toolkit import doctor as checks
+    from toolkit.images import doctor as checks
 
     if not checks.report(print):
         raise Exit(code=1)
@@ -211,7 +212,7 @@ def push(c, registry, platform="", framework=""):
     """Push the matrix's images to a registry; their digests go to containers/images.lock.json."""
     from rich.console import Console
 
-    from toolkit.distribution import registry as registries
+    from toolkit.images.share import registry as registries
 
     registries.push_task(registry, platform, framework, Console(stderr=True, soft_wrap=True))
 
@@ -224,7 +225,7 @@ def pull(c, registry="", platform="", framework=""):
     """Pull the matrix's images by digest and tag them for `run` (images.lock.json)."""
     from rich.console import Console
 
-    from toolkit.distribution import registry as registries
+    from toolkit.images.share import registry as registries
 
     registries.pull_task(registry, platform, framework, Console(stderr=True, soft_wrap=True))
 
@@ -236,7 +237,7 @@ def save(c, out="", platform="", framework=""):
     """Write each image as a gzip docker-save archive plus a manifest, for offline devices."""
     from rich.console import Console
 
-    from toolkit.distribution import archive
+    from toolkit.images.share import archive
 
     archive.save_task(Path(out) if out else ROOT / "build" / "images", platform, framework,
                       Console(stderr=True, soft_wrap=True))
@@ -249,7 +250,7 @@ def load(c, archive):
     """Check an image archive (sha256, version matrix), load it and check the loaded image id."""
     from rich.console import Console
 
-    from toolkit.distribution import archive as archives
+    from toolkit.images.share import archive as archives
 
     archives.load_task([Path(archive)], Console(stderr=True, soft_wrap=True))
 
@@ -263,7 +264,7 @@ def verify(c, image, platform=""):
     """Check images' labels and version manifests against the matrix; a table per image."""
     from rich.console import Console
 
-    from toolkit.distribution import verify as verification
+    from toolkit.images.share import verify as verification
 
     width = None if sys.stdout.isatty() else 160  # logs and pipes: rows unwrapped, greppable
     names = [] if image == "all" else [name for name in image.split(",") if name]
@@ -301,7 +302,7 @@ def pin(c, from_, matrix="", dry_run=False):
     from rich.console import Console
 
     from toolkit import firstcontact
-    from toolkit.matrix import MATRIX
+    from toolkit.images.matrix import MATRIX
 
     firstcontact.pin_task(Path(from_), Path(matrix) if matrix else MATRIX, dry_run,
                           Console(stderr=True, soft_wrap=True))

@@ -34,9 +34,9 @@ ARTIFACTS = Path(os.environ.get("EDGEREPRO_TEST_ARTIFACTS", ROOT / "results" / "
 @pytest.fixture(scope="session")
 def client():
     """A Docker engine that answers, or the test is skipped saying how to get one."""
-    from toolkit import images
+    from toolkit.images.engine import engine_or_none
 
-    found = images.engine_or_none()
+    found = engine_or_none()
     if found is None:
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         pytest.skip(f"no Docker engine answers at {where} (CI starts one: .ci/setup --docker)")
@@ -48,7 +48,7 @@ def built(client):
     """`invoke base` then `invoke build --platform amd64`, as a new user would run them."""
     import subprocess
 
-    from toolkit import matrix
+    from toolkit.images import matrix
 
     def invoke(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,

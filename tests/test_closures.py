@@ -20,9 +20,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from toolkit import matrix as matrices
-from toolkit import wheels
-from toolkit.matrix import ARCHES, canonical
+from toolkit.images import matrix as matrices
+from toolkit.images import wheels
+from toolkit.images.matrix import ARCHES, canonical
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,8 @@ import pytest
 from conftest import ROOT, TINY_SPEC
 from engines import second_engine
 
-from toolkit import matrix
+from toolkit.images import matrix
+from toolkit.images.engine import find_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -121,13 +122,7 @@ def drop(client, image_id: str, keep: str = "") -> None:
 
 
 def present(client, reference: str) -> bool:
-    from docker.errors import ImageNotFound
-
-    try:
-        client.images.get(reference)
-    except ImageNotFound:
-        return False
-    return True
+    return find_image(client, reference) is not None
 
 
 def test_push_pull_by_digest_and_verify(client, built, registry, tmp_path):

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from toolkit import images, matrix
 from toolkit.device.errors import UserError
-from toolkit.distribution import archive, registry, verify
+from toolkit.images import matrix, naming
+from toolkit.images.share import archive, registry, verify
 
 LOADED = matrix.load()
 PLATFORM, FRAMEWORK = "amd64", "onnxruntime"
@@ -86,7 +86,7 @@ def _fake_archive(tmp_path, **changes):
     path.write_bytes(data)
     manifest = {"schema": archive.SCHEMA, "platform": PLATFORM, "framework": FRAMEWORK,
                 "matrix_hash": LOADED.entry_hash(PLATFORM, FRAMEWORK),
-                "labels": verify.expected_labels(LOADED, PLATFORM, FRAMEWORK),
+                "labels": naming.expected_labels(LOADED, PLATFORM, FRAMEWORK),
                 "archive": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}}
     manifest |= changes
     archive.sidecar_of(path).write_text(json.dumps(manifest))
@@ -121,14 +121,14 @@ def test_a_missing_sidecar_says_to_copy_both_files(tmp_path):
 
 
 def _manifest() -> dict:
-    wanted = images.expected(LOADED, PLATFORM, FRAMEWORK)
+    wanted = naming.expected(LOADED, PLATFORM, FRAMEWORK)
     entry = LOADED.framework(PLATFORM, FRAMEWORK)
     return wanted | {"installed": {"python": "3.11.2", "machine": "x86_64", "modules": {},
                                    "distributions": dict(entry.packages)}}
 
 
 def test_verify_rows_pass_on_what_the_matrix_pins():
-    labels = images.labels(LOADED, PLATFORM, FRAMEWORK)
+    labels = naming.labels(LOADED, PLATFORM, FRAMEWORK)
     checks = (verify.label_checks(LOADED, PLATFORM, FRAMEWORK, labels)
               + verify.manifest_checks(LOADED, PLATFORM, FRAMEWORK, _manifest()))
     assert [check for check in checks if check.result != verify.PASS] == []
@@ -138,7 +138,7 @@ def test_verify_rows_pass_on_what_the_matrix_pins():
 
 
 def test_verify_rows_name_what_differs():
-    labels = images.labels(LOADED, PLATFORM, FRAMEWORK) | {
+    labels = naming.labels(LOADED, PLATFORM, FRAMEWORK) | {
         "io.edgerepro.pin.numpy": "wrong", "io.edgerepro.pin.extra": "1.0"}
     manifest = _manifest()
     manifest["installed"]["distributions"] |= {"numpy": "2.0.0", "pip": "25.1.1"}
@@ -154,7 +154,7 @@ def test_verify_rows_name_what_differs():
 
 
 def test_volatile_labels_are_not_matrix_checks():
-    wanted = verify.expected_labels(LOADED, PLATFORM, FRAMEWORK)
-    assert not set(wanted) & verify.VOLATILE
+    wanted = naming.expected_labels(LOADED, PLATFORM, FRAMEWORK)
+    assert not set(wanted) & naming.VOLATILE
     assert wanted["io.edgerepro.matrix-hash"] == LOADED.entry_hash(PLATFORM, FRAMEWORK)
     assert "org.opencontainers.image.base.digest" not in wanted  # unpinned: a local id

@@ -11,7 +11,8 @@ import time
 import pytest
 from conftest import IMAGE_DIGEST, ROOT, TINY_SPEC
 
-from toolkit import bench_files, images, pipeline
+from toolkit import bench_files, pipeline
+from toolkit.images.naming import tag_for
 from toolkit.results import RunStore, list_runs, record_values
 from toolkit.runners.docker_runner import OWNER_LABEL, DockerRunner
 from toolkit.runners.host import HostRunner
@@ -27,7 +28,7 @@ def _cells(results) -> dict[str, dict]:
 
 
 def _selftest_runner(client, tmp_path, **options) -> DockerRunner:
-    return DockerRunner(client, lambda framework: images.tag_for("onnxruntime"), tmp_path,
+    return DockerRunner(client, lambda framework: tag_for("onnxruntime"), tmp_path,
                         **options)
 
 

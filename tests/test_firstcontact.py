@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from toolkit import firstcontact, matrix
+from toolkit import firstcontact
+from toolkit.images import matrix
 
 TORCH_JP6 = "torch-2.5.0a0+872d972e41.nv24.08-cp310-cp310-linux_aarch64.whl"
 R32_BASE = "nvcr.io/nvidia/l4t-base"

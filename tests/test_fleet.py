@@ -16,7 +16,8 @@ import pytest
 from conftest import IMAGE_DIGEST, ROOT, TINY_SPEC
 from engines import second_engine
 
-from toolkit import images
+from toolkit.images import naming
+from toolkit.images.engine import find_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -26,8 +27,9 @@ CELLS = 4  # tests/data/tiny_inference.toml: VGG-11 at four scales, onnxruntime
 @pytest.fixture(scope="module")
 def images_here(client, request):
     """The onnxruntime image on this machine's engine; built (as CI does) only when missing."""
-    tag = images.tag_for("onnxruntime")
-    if not images._existing_labels(client, tag):
+    tag = naming.tag_for("onnxruntime")
+    image = find_image(client, tag)
+    if image is None or not image.labels:
         request.getfixturevalue("built")
     return tag
 
@@ -147,15 +149,15 @@ def test_an_image_with_older_device_code_is_replaced_or_refused(client, second, 
     code: replaced from this machine's current image, refused (one line) when none is."""
     import io
 
-    from toolkit import matrix
     from toolkit.fleet import engines
     from toolkit.fleet.inventory import Device
+    from toolkit.images import matrix
 
     device = Device(name="second", engine=second.url, platform="amd64", device_type="x86-second",
                     shares_filesystem=False)
     remote = engines.connect(device)
     engines.ensure_images(device, remote, client, ["onnxruntime"], matrix.load(), print)
-    label = f"{images.LABEL}.device-code"
+    label = f"{naming.LABEL}.device-code"
     remote.images.build(fileobj=io.BytesIO(f"FROM {images_here}\nLABEL {label}=0ld\n".encode()),
                         tag=images_here, rm=True)
     assert remote.images.get(images_here).labels[label] == "0ld"
@@ -166,4 +168,4 @@ def test_an_image_with_older_device_code_is_replaced_or_refused(client, second, 
         engines.ensure_images(device, remote, None, ["onnxruntime"], matrix.load(), said.append)
     engines.ensure_images(device, remote, client, ["onnxruntime"], matrix.load(), said.append)
     assert any(line.startswith(f"transferring {images_here}") for line in said), said
-    assert remote.images.get(images_here).labels[label] == images.device_code_digest()
+    assert remote.images.get(images_here).labels[label] == naming.device_code_digest()

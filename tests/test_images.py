@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from toolkit import images, matrix
 from toolkit.device.errors import UserError
+from toolkit.images import build as builder
+from toolkit.images import matrix, smoke
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -42,7 +43,7 @@ def test_labels_equal_the_matrix(client, built, framework):
     assert found[f"{oci}.version"] == entry.version
     assert found[f"{oci}.base.name"] == platform.base.ref
     assert found[f"{oci}.base.digest"] == client.images.get(platform.base.ref).id
-    # The commit the image was last built at (not part of the no-op key: see images.py).
+    # The commit the image was last built at (not in the no-op key: see toolkit/images/build.py).
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", found[f"{oci}.revision"])
     for key in ("created", "source"):
         assert found[f"{oci}.{key}"]
@@ -52,7 +53,7 @@ def test_labels_equal_the_matrix(client, built, framework):
 def test_the_manifest_in_the_image_equals_the_matrix(client, built, framework):
     loaded = matrix.load()
     entry = loaded.framework("amd64", framework)
-    manifest = images.image_manifest(client, built[framework])
+    manifest = smoke.image_manifest(client, built[framework])
     assert manifest["packages"] == entry.packages
     installed = manifest["installed"]["distributions"]
     assert {name: installed.get(name) for name in entry.packages} == entry.packages
@@ -62,7 +63,7 @@ def test_the_manifest_in_the_image_equals_the_matrix(client, built, framework):
 
 
 def test_the_image_runs_jobs_as_a_non_root_user_without_network(client, built):
-    code, out, err = images.run_in_image(client, built["onnxruntime"], [
+    code, out, err = smoke.run_in_image(client, built["onnxruntime"], [
         "sh", "-c", "id -u && python3 -c 'import toolkit.device.job, onnxruntime' && "
         "cat /proc/net/dev | grep -c ':'"])
     assert code == 0, err
@@ -123,7 +124,7 @@ def test_the_ca_bundle_and_the_wheelhouse_stay_in_the_build_stage(client, built,
         for build_only in ("ca.crt", "wheelhouse", "PIP_CERT", "requirements.txt"):
             assert build_only not in history, build_only
         assert _filesystem_contains(client, tag, marker.encode()) == []
-        code, out, _ = images.run_in_image(client, tag, [
+        code, out, _ = smoke.run_in_image(client, tag, [
             "sh", "-c", "ls /tmp; find / -xdev -name '*.whl' -o -xdev -name 'ca.crt' | head"])
         assert code == 0 and out.strip() == "", out
     finally:
@@ -150,7 +151,7 @@ def test_a_pin_that_differs_from_the_image_fails_the_build(client, built, tmp_pa
     from rich.console import Console
 
     with pytest.raises(UserError, match=message.replace(".", r"\.")):
-        images.build_image(client, wrong, "amd64", "onnxruntime", Console(stderr=True))
+        builder.build_image(client, wrong, "amd64", "onnxruntime", Console(stderr=True))
     assert not any(tag in image.tags for image in client.images.list()), "bad image untagged"
 
 
@@ -170,7 +171,7 @@ def test_every_arm64_image_builds_under_emulation_with_its_smoke_test(client):
     """The Raspberry Pi images (`invoke build --platform arm64`): built here under qemu, each
     smoke test importing its framework (emulation builds and smoke-tests, never measures).
     Needs qemu/binfmt (`.ci/setup --arm64`); CI skips it for time, and says so."""
-    from toolkit import bases
+    from toolkit.images import bases
 
     problem = bases.emulation_ready("arm64")
     if problem:

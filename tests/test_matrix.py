@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from toolkit import images, matrix, wheels
 from toolkit.device import versions
 from toolkit.device.errors import UserError
+from toolkit.images import build as builder
+from toolkit.images import matrix, naming, wheels
 
 MATRIX_TEXT = matrix.MATRIX.read_text()
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
@@ -106,14 +107,14 @@ def test_onnxruntime_training_on_arm_is_a_source_build_on_jetpack_5_and_6_only()
         assert ("--disable_types" in build) == (cuda < "11.8")  # build.py's rule below 11.8
         assert "--use_tensorrt" not in build
         assert loaded.hardware(name, "onnxruntime-training").startswith("unverified on hardware")
-        text = images.render(loaded, name, "onnxruntime-training")
+        text = builder.render(loaded, name, "onnxruntime-training")
         build_stage, final = text.split("\nFROM ")[1:]
-        commands = images.source_build_commands(loaded, name, "onnxruntime-training")
+        commands = builder.source_build_commands(loaded, name, "onnxruntime-training")
         for key in ("clone", "check", "fixes", "build", "wheel"):
             assert commands[key] in build_stage, key
         assert "'CMAKE_CUDA_ARCHITECTURES=72;87'" in commands["build"] or arch == "87"
         assert entry.source.commit in build_stage and "/tmp/build/src" not in final
-        assert images.expected(loaded, name, "onnxruntime-training")["packages"][
+        assert naming.expected(loaded, name, "onnxruntime-training")["packages"][
             "onnxruntime-training"] == "1.19.2"
 
 
@@ -198,7 +199,7 @@ def test_the_hash_depends_on_the_entry_not_on_the_formatting(tmp_path):
 @pytest.mark.parametrize("platform, framework", matrix.load().selection())
 def test_rendered_dockerfiles_pass_static_checks(tmp_path, platform, framework):
     loaded = matrix.load()
-    text = images.render(loaded, platform, framework, ca_bundle=True)
+    text = builder.render(loaded, platform, framework, ca_bundle=True)
     stages = text.split("\nFROM ")
     assert len(stages) == 3, "a build stage and a final stage"
     base = loaded.base_of(platform, framework)
@@ -206,7 +207,7 @@ def test_rendered_dockerfiles_pass_static_checks(tmp_path, platform, framework):
     final = stages[2]
     for build_only in ("wheelhouse", "ca.crt", "PIP_CERT", "pip-"):
         assert build_only not in final, build_only
-    assert f"COPY --from=build {images.SITE}/" in final
+    assert f"COPY --from=build {builder.SITE}/" in final
     assert re.search(r"^USER \d+:\d+$", final, re.M) and "USER 0" not in final
     assert "--require-hashes" in stages[1] and "--no-index" in stages[1]
     assert loaded.entry_hash(platform, framework) in text
@@ -406,13 +407,13 @@ def test_pycuda_is_built_from_its_sdist_in_every_l4t_tensorrt_image(tmp_path):
     for platform in ("l4t-r32.7.1", "l4t-r35.4.1", "l4t-r36.4.0"):
         entry = loaded.framework(platform, "tensorrt")
         assert "pycuda" in [sdist.package for sdist in entry.sdists], platform
-        text = images.render(loaded, platform, "tensorrt")
+        text = builder.render(loaded, platform, "tensorrt")
         build, final = text.split("\nFROM ")[1:]
-        command = " ".join(wheels.sdist_build_arguments(wheels.BUILD_WHEELHOUSE, images.BUILT))
+        command = " ".join(wheels.sdist_build_arguments(wheels.BUILD_WHEELHOUSE, builder.BUILT))
         assert f"pip wheel {command}" in build and "--require-hashes" in command
         assert "CUDA_ROOT=/usr/local/cuda" in build and "g++" in build
-        assert images.BUILT + "/*.whl" in build and "pip check" in build.split(command)[1]
-        for build_only in ("g++", images.BUILD_TOOLS, images.BUILT, "sdists.txt"):
+        assert builder.BUILT + "/*.whl" in build and "pip check" in build.split(command)[1]
+        for build_only in ("g++", builder.BUILD_TOOLS, builder.BUILT, "sdists.txt"):
             assert build_only not in final, (platform, build_only)
         folder = _fake_wheelhouse(tmp_path, loaded, platform, "tensorrt")
         wheels.record_hashes(loaded, platform, "tensorrt", folder)
@@ -423,7 +424,7 @@ def test_pycuda_is_built_from_its_sdist_in_every_l4t_tensorrt_image(tmp_path):
         assert "setuptools" not in image and "pycuda" not in image
         assert wheels.sdist_requirements(loaded, platform, "tensorrt", folder).splitlines() == [
             f"{s.package}=={s.version} --hash=sha256:{s.sha256}" for s in entry.sdists]
-        assert images.expected(loaded, platform, "tensorrt")["packages"]["pycuda"]
+        assert naming.expected(loaded, platform, "tensorrt")["packages"]["pycuda"]
 
 
 def test_the_sdist_build_command_builds_a_pinned_sdist_offline(tmp_path):
@@ -465,7 +466,7 @@ def test_the_sdist_build_command_builds_a_pinned_sdist_offline(tmp_path):
 ])
 def test_doctor_wants_the_nvidia_default_runtime_on_a_jetson(runtimes, default, jetson, status,
                                                              words):
-    from toolkit import doctor
+    from toolkit.images import doctor
 
     check = doctor.runtime_check(runtimes, default, jetson)
     assert check.status == status and words in check.line, check

@@ -1,7 +1,7 @@
 """Which platform of the version matrix this machine is: `build` and `run` use its images."""
 import pytest
 
-from toolkit import images
+from toolkit.images import matrix
 
 
 @pytest.mark.parametrize("text, release", [
@@ -22,7 +22,7 @@ def test_a_jetson_builds_and_runs_its_own_platform(tmp_path):
     from toolkit.device.errors import UserError
     from toolkit.environment import local_platform
 
-    known = list(images.load().platforms)
+    known = list(matrix.load().platforms)
     release = tmp_path / "nv_tegra_release"
     release.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref\n")
     assert local_platform(known, release) == "l4t-r35.4.1"

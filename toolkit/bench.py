@@ -78,15 +78,16 @@ IMAGE_SIZE_TARGETS_MB = {"onnxruntime": 400, "pytorch": 1500}  # amd64 images (i
 
 def image_sizes(workdir: Path) -> Figures:
     """Sizes of the amd64 images in MB against their targets (not measured without an engine)."""
-    from toolkit import images
+    from toolkit.images.engine import engine_or_none
+    from toolkit.images.naming import tag_for
 
     target = ", ".join(f"{name} <= {mb} MB" for name, mb in IMAGE_SIZE_TARGETS_MB.items())
-    client = images.engine_or_none()
+    client = engine_or_none()
     if client is None:
         return {"note": "not measured: no Docker engine answers", "target": target, "met": True}
     figures: Figures = {}
     for framework in IMAGE_SIZE_TARGETS_MB:
-        tag = images.tag_for(framework)
+        tag = tag_for(framework)
         try:
             figures[f"{framework}_mb"] = client.images.get(tag).attrs["Size"] / 1e6
         except Exception:  # docker's ImageNotFound: the image is not built yet
@@ -105,14 +106,15 @@ def container_overhead(workdir: Path, rounds: int = 5) -> Figures:
     The same self-test job runs alternately in a fresh container and as a fresh host process, so
     both medians come from one run on one machine; their difference is what a container adds.
     """
-    from toolkit import images
+    from toolkit.images.engine import engine_or_none
+    from toolkit.images.naming import tag_for
     from toolkit.runners.docker_runner import DockerRunner
 
     target = f"container overhead <= {CONTAINER_OVERHEAD_TARGET_S} s per cell"
-    client = images.engine_or_none()
+    client = engine_or_none()
     if client is None:
         return {"note": "not measured: no Docker engine answers", "target": target, "met": True}
-    tag = images.tag_for("onnxruntime")
+    tag = tag_for("onnxruntime")
     runners = {"host": HostRunner(),
                "docker": DockerRunner(client, lambda framework: tag, workdir)}
     job = {"kind": "selftest", "coords": {"framework": "python"}, "settings": {}}

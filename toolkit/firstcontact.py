@@ -56,7 +56,7 @@ def _step(steps: list[Step], console: Console, name: str, run: Callable[[], tupl
 
 
 def _doctor(logs: Path) -> tuple[str, str]:
-    from toolkit import doctor
+    from toolkit.images import doctor
 
     lines: list[str] = []
     ok = doctor.report(lines.append)
@@ -66,11 +66,12 @@ def _doctor(logs: Path) -> tuple[str, str]:
 
 
 def _build(platform: str, console: Console) -> tuple[str, str]:
-    from toolkit import images
+    from toolkit.images.build import build_task
+    from toolkit.images.engine import engine_or_none
 
-    if images.engine_or_none() is None:
+    if engine_or_none() is None:
         return "skipped", "no Docker engine answers: images not built, cells run on the host"
-    built = images.build_task(platform, "", "", console)
+    built = build_task(platform, "", "", console)
     return "ok", ", ".join(f"{b.tag} ({'built' if b.built else 'up to date'})" for b in built)
 
 
@@ -110,12 +111,13 @@ def _gpu_tests(logs: Path) -> tuple[str, str]:
 
 def _images(platform: str) -> dict[str, Any]:
     """Tag, id and repo digests of this platform's images and of their bases."""
-    from toolkit import images
+    from toolkit.images.engine import engine_or_none
+    from toolkit.images.matrix import load
 
-    client = images.engine_or_none()
+    client = engine_or_none()
     if client is None:
         return {}
-    matrix = images.load()
+    matrix = load()
     out: dict[str, Any] = {}
     for _, framework in matrix.selection(platform):
         tag = matrix.tag(platform, framework)
@@ -133,7 +135,7 @@ def _images(platform: str) -> dict[str, Any]:
 
 
 def _wheel_hashes(platform: str) -> dict[str, str]:
-    from toolkit import wheels
+    from toolkit.images import wheels
 
     ledger = wheels.directory(platform) / wheels.HASHES
     return json.loads(ledger.read_text()) if ledger.is_file() else {}
@@ -142,7 +144,8 @@ def _wheel_hashes(platform: str) -> dict[str, str]:
 def selftest_task(out: Path, console: Console) -> Path:
     """Every step on this machine, then one archive; returns its path."""
     from toolkit.environment import describe_host, device_type
-    from toolkit.images import default_platform, load
+    from toolkit.images.engine import default_platform
+    from toolkit.images.matrix import load
 
     platform = default_platform()
     device = device_type()
@@ -268,7 +271,7 @@ def pin_text(text: str, resolved: dict[str, Any], matrix: Any) -> tuple[str, lis
 
 def pin_task(archive: Path, matrix_path: Path, dry_run: bool, console: Console) -> list[str]:
     """Write an archive's pins into the matrix (checked by loading it before it is saved)."""
-    from toolkit import matrix as matrices
+    from toolkit.images import matrix as matrices
 
     resolved = read_archive(archive)
     loaded = matrices.load(matrix_path)

@@ -77,19 +77,21 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
 
     if name == "host":
         return host_runner("")
-    from toolkit import images
+    from toolkit.images import matrix as matrices
+    from toolkit.images.engine import default_platform, engine_or_none
+    from toolkit.images.naming import stale_images, tag_for
     from toolkit.runners.docker_runner import DockerRunner, docker_client
 
     if name == "auto":
-        client = images.engine_or_none()
+        client = engine_or_none()
         if client is None:
             return host_runner("no Docker engine answers: cells ran as host processes")
     else:
         client = docker_client()
-    matrix = images.load()
-    platform = images.default_platform()
+    matrix = matrices.load()
+    platform = default_platform()
     buildable = [f for f in frameworks if matrix.framework_supported(platform, f)]
-    problems = images.stale_images(client, buildable, platform, matrix)
+    problems = stale_images(client, buildable, platform, matrix)
     if problems:
         if name == "docker":
             raise UserError(f"{'; '.join(problems)}: run `invoke build` first")
@@ -102,7 +104,7 @@ def choose_runner(name: str, results_root: Path, frameworks: list[str],
         # Jobs that only need Python (self-tests) run in the smallest image.
         framework = "onnxruntime" if framework == "python" else framework
         matrix.framework(platform, framework)  # UserError naming why it has no image here
-        return images.tag_for(framework, platform, matrix)
+        return tag_for(framework, platform, matrix)
 
     options = dict(options or {}, gpus=bool((options or {}).get("gpus")))
     # Jetson boards: the NVIDIA container runtime provides the GPU and the L4T libraries.

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from toolkit.fleet.inventory import Device
-from toolkit.matrix import ARCHES, Matrix
+from toolkit.images import naming
+from toolkit.images.engine import find_image
+from toolkit.images.matrix import ARCHES, Matrix
 
 PING_TIMEOUT = 10  # seconds an engine has to answer before the device counts as unreachable
 CALL_TIMEOUT = 600  # loading a large image or removing a container on a busy board takes time
@@ -88,25 +90,14 @@ def identity(device: Device, client: Any, matrix: Matrix) -> dict[str, Any]:
             "engine_root": info.get("DockerRootDir", "")}
 
 
-def _image(client: Any, tag: str) -> Any:
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(tag)
-    except ImageNotFound:
-        return None
-
-
 def holds_older_device_code(image: Any) -> bool:
     """The Docker runner's rule for this machine's images, applied to a device's."""
-    from toolkit import images
-
-    return images.holds_older_device_code(image.labels or {})
+    return naming.holds_older_device_code(image.labels or {})
 
 
 def transfer_from_local(client: Any, tag: str, local: Any, say: Say) -> bool:
     """Stream the image from this machine's engine into the device's (docker save | load)."""
-    image = _image(local, tag) if local is not None else None
+    image = find_image(local, tag) if local is not None else None
     if image is None or holds_older_device_code(image):
         return False
     size = (image.attrs.get("Size") or 0) / 1e6
@@ -118,7 +109,7 @@ def transfer_from_local(client: Any, tag: str, local: Any, say: Say) -> bool:
         client.images.load(image.save(named=tag))  # named: the archive keeps the tag
     finally:
         client.api.timeout = timeout
-    loaded = _image(client, tag)
+    loaded = find_image(client, tag)
     if loaded is None or loaded.id != image.id:
         raise DeviceFailed(f"image {tag} was sent but the device's engine holds "
                            f"{loaded.id if loaded else 'nothing'} under that tag, not {image.id}")
@@ -131,7 +122,7 @@ def transfer_from_local(client: Any, tag: str, local: Any, say: Say) -> bool:
 # First the registry, by the digests `invoke push` locked (boards on a network with a registry
 # pull directly), then a transfer from this machine.
 def pull_from_lock(client: Any, tag: str, local: Any, say: Say) -> bool:
-    from toolkit.distribution.registry import pull_locked_onto
+    from toolkit.images.share.registry import pull_locked_onto
 
     return pull_locked_onto(client, tag, say)
 
@@ -156,13 +147,13 @@ def ensure_images(device: Device, client: Any, local: Any, frameworks: list[str]
         if not matrix.framework_supported(device.platform, framework):
             continue
         tag = matrix.tag(device.platform, framework)
-        there = _image(client, tag)
+        there = find_image(client, tag)
         if there is not None and not holds_older_device_code(there):
             continue
         if any(source(client, tag, local, say) and not holds_older_device_code(
-                _image(client, tag)) for source in IMAGE_SOURCES):
+                find_image(client, tag)) for source in IMAGE_SOURCES):
             continue
-        if _image(client, tag) is None:
+        if find_image(client, tag) is None:
             raise DeviceFailed(f"image {tag} missing on device {device.name}: run invoke "
                                "build/pull there")
         raise DeviceFailed(f"image {tag} on device {device.name} holds older device code than "

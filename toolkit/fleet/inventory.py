@@ -166,7 +166,8 @@ def load(path: Path, platforms: list[str]) -> Inventory:
 
 def local_platform() -> str:
     """This machine's matrix platform (its L4T release on a Jetson, else its architecture)."""
-    from toolkit import environment, matrix
+    from toolkit import environment
+    from toolkit.images import matrix
 
     return environment.local_platform(matrix.load().platforms)
 

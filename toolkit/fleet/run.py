@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from toolkit import images, pipeline, preflight
+from toolkit import pipeline, preflight
 from toolkit.device.errors import UserError
 from toolkit.environment import describe_host
 from toolkit.experiments.cells import Cell
@@ -27,7 +27,10 @@ from toolkit.experiments.spec import ResolvedExperiment
 from toolkit.fleet import engines
 from toolkit.fleet import manifest as fleets
 from toolkit.fleet.inventory import Device, choose, inventory_path, load
-from toolkit.matrix import Matrix
+from toolkit.images import matrix as matrices
+from toolkit.images.engine import engine_or_none
+from toolkit.images.matrix import Matrix
+from toolkit.images.naming import tag_for
 from toolkit.runners.base import JobOutcome
 from toolkit.runners.docker_runner import DockerRunner
 from toolkit.runners.host import REPO_ROOT, HostRunner
@@ -157,7 +160,7 @@ def _image_for(matrix: Matrix, platform: str):  # -> Callable[[str], str]
     def image_for(framework: str) -> str:
         framework = "onnxruntime" if framework == "python" else framework
         matrix.framework(platform, framework)  # UserError: the cell is recorded as not run
-        return images.tag_for(framework, platform, matrix)
+        return tag_for(framework, platform, matrix)
 
     return image_for
 
@@ -231,7 +234,7 @@ def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[
     resolved, cells = pipeline.select(experiments, profile, overrides, rounds)
     preflight.check_runner_options(runner_options or {})
     frameworks = sorted({cell.coords["framework"] for cell in cells if cell.kind != "peak"})
-    matrix = images.load()
+    matrix = matrices.load()
     source = inventory_path(inventory)
     devices = choose(load(source, list(matrix.platforms)), hosts, source)
     preflight.check_datasets(cells)
@@ -244,7 +247,7 @@ def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[
     stop = threading.Event()
     with RunProgress(console) as progress:
         ctx = FleetContext(fleet, resolved, cells, frameworks, selection, matrix,
-                           images.engine_or_none(), describe_host(REPO_ROOT), results_root,
+                           engine_or_none(), describe_host(REPO_ROOT), results_root,
                            force, dict(runner_options or {}), SharedPreparation(HostRunner()),
                            progress, stop)
         with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="device") as pool:

@@ -26,7 +26,7 @@ def images(run_dir: Path, cells: pl.DataFrame, runner: str) -> dict[str, Any]:
         runners = sorted({str(r) for r in cells["runner"].to_list() if r}
                          if "runner" in cells.columns else []) or [runner or "host"]
         return {"rows": [], "none": f"{', '.join(runners)} runner: no images"}
-    from toolkit import matrix as matrices
+    from toolkit.images import matrix as matrices
 
     loaded = matrices.load()  # once for every image
     rows = [[tag, image_id or units.MISSING, digest or units.MISSING, str(len(frameworks)),
@@ -48,7 +48,7 @@ def image_hardware(tag: str, loaded: Any) -> str:
 
 def platform_hardware() -> list[list[str]]:
     """Every platform of the matrix with what it is for and whether that hardware ran it."""
-    from toolkit import matrix as matrices
+    from toolkit.images import matrix as matrices
 
     loaded = matrices.load()
     return [[name, platform.description, platform.hardware]

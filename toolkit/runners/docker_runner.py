@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.device.errors import UserError
+from toolkit.images.engine import find_image
 from toolkit.runners.base import JobOutcome, data_directory, read_result, tail
 
 RESULTS_MOUNT = "/results"
@@ -111,15 +112,12 @@ class DockerRunner:
 
     def image_identity(self, framework: str) -> dict[str, Any]:
         """Tag, id and repo digest of a framework's image (recorded with every cell)."""
-        from docker.errors import ImageNotFound
-
         try:
             tag = self.image_for(framework)
         except UserError:  # no image of this framework on this platform: the cell says why
             return {"image": "", "image_id": "", "image_digest": ""}
-        try:
-            image = self.client.images.get(tag)
-        except ImageNotFound:  # the cell itself is recorded as not run for this reason
+        image = find_image(self.client, tag)
+        if image is None:  # the cell itself is recorded as not run for this reason
             return {"image": tag, "image_id": "", "image_digest": ""}
         # A pushed image has a registry digest; a local build is identified by its content id.
         digests = image.attrs.get("RepoDigests") or []
@@ -173,11 +171,7 @@ class DockerRunner:
                               peak_rss_kernel=None, wall_s=0.0, log_tail="")
         command = ["python3", "-m", "toolkit.device.job", self._in_container(job_path),
                    self._in_container(result_path)]
-        from docker.errors import ImageNotFound
-
-        try:
-            self.client.images.get(image)  # never pull: images come from `invoke build`
-        except ImageNotFound:
+        if find_image(self.client, image) is None:  # never pull: images come from `invoke build`
             # Failed, not "not run": a re-run after `invoke build` measures the cell.
             return JobOutcome(result={"status": "failed", "records": [], "reason":
                                       f"image {image} is missing (invoke build)"},
@@ -237,7 +231,7 @@ class DockerRunner:
         """A tar rooted at / holding the job file, every artifact under the results root (files
         or whole directories) and the data directory, owned by the image's user so the job can
         write its result beside the job file."""
-        from toolkit.images import UID
+        from toolkit.images.naming import UID
 
         def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
             info.uid = info.gid = UID

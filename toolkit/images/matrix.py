@@ -18,7 +18,7 @@ from toolkit.device.errors import UserError
 from toolkit.experiments.spec import describe_validation_error
 from toolkit.tomlfiles import read_toml
 
-CONTAINERS = Path(__file__).resolve().parents[1] / "containers"
+CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 MATRIX = CONTAINERS / "matrix.toml"
 FRAMEWORKS = ("pytorch", "onnxruntime", "onnxruntime-training", "tensorrt")
 ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}  # Docker's name -> wheel tags' name

@@ -21,10 +21,11 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from toolkit import images
 from toolkit.device.errors import UserError
-from toolkit.distribution import local_image, selected_images
-from toolkit.matrix import CONTAINERS, Matrix, load
+from toolkit.images.engine import connect, default_platform
+from toolkit.images.matrix import CONTAINERS, Matrix, load
+from toolkit.images.naming import LABEL, REPO
+from toolkit.images.share import local_image, selected_images
 
 # Overridable so tests (and a lab trying a registry out) do not rewrite the committed lock.
 LOCK = Path(os.environ.get("EDGEREPRO_IMAGES_LOCK", CONTAINERS / "images.lock.json"))
@@ -197,7 +198,7 @@ def adopt(client: Any, image: Any, matrix: Matrix, platform: str, framework: str
           reference: str) -> str:
     """Give a pulled image the local tag the runners look for, once it is the right entry."""
     wanted = matrix.entry_hash(platform, framework)
-    found = (image.labels or {}).get(f"{images.LABEL}.matrix-hash", "missing")
+    found = (image.labels or {}).get(f"{LABEL}.matrix-hash", "missing")
     if found != wanted:
         raise UserError(f"{reference} was built from matrix entry {found}, but "
                         f"containers/matrix.toml gives {platform}/{framework} {wanted}: push an "
@@ -219,12 +220,12 @@ def _pinned_digest(image: Any, repository: str) -> str:
 def pull_task(registry: str, platform: str, framework: str, console: Console) -> list[str]:
     """`invoke pull`: the locked digests, or with --registry the matrix tags (then locked)."""
     matrix = load()
-    selection = matrix.selection(platform or images.default_platform(), framework)
+    selection = matrix.selection(platform or default_platform(), framework)
     registry = parse_registry(registry) if registry else ""
     locked = read_lock()
     if not registry:
         _check_locked(matrix, selection, locked)
-    client = images.connect()
+    client = connect()
     lines = []
     for chosen_platform, chosen in selection:
         if registry:
@@ -298,7 +299,7 @@ def pull_locked_onto(client: Any, tag: str, say: Callable[[str], None]) -> bool:
 def _shown(path: Path) -> str:
     """A path relative to the checkout when it is inside it."""
     try:
-        return str(path.relative_to(images.REPO))
+        return str(path.relative_to(REPO))
     except ValueError:
         return str(path)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from toolkit.device.errors import UserError
-from toolkit.matrix import ARCHES, CONTAINERS, Matrix, canonical
+from toolkit.images.matrix import ARCHES, CONTAINERS, Matrix, canonical
 
 WHEELHOUSE = CONTAINERS / "wheelhouse"
 HASHES = "hashes.json"

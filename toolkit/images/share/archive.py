@@ -19,11 +19,11 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from toolkit import images
 from toolkit.device.errors import UserError
-from toolkit.distribution import local_image, selected_images
-from toolkit.distribution.verify import expected_labels
-from toolkit.matrix import Matrix, load
+from toolkit.images.engine import connect
+from toolkit.images.matrix import Matrix, load
+from toolkit.images.naming import expected_labels
+from toolkit.images.share import local_image, selected_images
 
 SUFFIX = ".tar.gz"
 SCHEMA = 1
@@ -173,7 +173,7 @@ def load_archive(client: Any, archive: Path, console: Console) -> str:
 
 
 def load_task(archives: list[Path], console: Console) -> list[str]:
-    client = images.connect()
+    client = connect()
     done = []
     for archive in archives:
         tag = load_archive(client, archive, console)

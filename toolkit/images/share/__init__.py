@@ -10,26 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.device.errors import UserError
-from toolkit.matrix import Matrix, load
+from toolkit.images.engine import connect, default_platform, find_image
+from toolkit.images.matrix import Matrix, load
 
 
 def local_image(client: Any, matrix: Matrix, platform: str, framework: str) -> Any:
     """The engine's image of a matrix entry, or a UserError saying how to get it."""
-    from docker.errors import ImageNotFound
-
     tag = matrix.tag(platform, framework)
-    try:
-        return client.images.get(tag)
-    except ImageNotFound:
+    image = find_image(client, tag)
+    if image is None:
         raise UserError(f"{tag} is not on this engine: `invoke build --platform {platform} "
-                        f"--framework {framework}` or `invoke pull` it first") from None
+                        f"--framework {framework}` or `invoke pull` it first")
+    return image
 
 
 def selected_images(platform: str, framework: str) -> tuple[Matrix, Any, list[tuple[str, str]]]:
     """(matrix, engine client, the (platform, framework) entries a share command selected;
     default: the amd64 images of every framework)."""
-    from toolkit import images
-
     matrix = load()
-    return matrix, images.connect(), matrix.selection(platform or images.default_platform(),
-                                                      framework)
+    return matrix, connect(), matrix.selection(platform or default_platform(), framework)

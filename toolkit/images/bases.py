@@ -20,21 +20,12 @@ from typing import Any
 from rich.console import Console
 
 from toolkit.device.errors import UserError
-from toolkit.matrix import Base, Matrix
+from toolkit.images.engine import find_image
+from toolkit.images.matrix import Base, Matrix
 
 # Debootstrap's foreign-architecture second stage runs through this binfmt handler.
 BINFMT = {"arm64": Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")}
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
-
-
-def image_present(client: Any, ref: str) -> bool:
-    from docker.errors import ImageNotFound
-
-    try:
-        client.images.get(ref)
-    except ImageNotFound:
-        return False
-    return True
 
 
 def emulation_ready(arch: str) -> str | None:
@@ -58,7 +49,7 @@ def ensure(client: Any, matrix: Matrix, platform: str, framework: str,
            console: Console) -> Base:
     """The base of this image, bootstrapped first when the matrix allows it and it is missing."""
     base = matrix.base_of(platform, framework)
-    if image_present(client, base.ref):
+    if find_image(client, base.ref) is not None:
         return base
     if base.bootstrap is None:
         raise UserError(f"base image {base.ref} is missing and cannot be pulled here; "

@@ -18,15 +18,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from toolkit import images
 from toolkit.device.errors import UserError
-from toolkit.matrix import ARCHES, Matrix, load, version_matches
+from toolkit.images.engine import connect, default_platform, find_image
+from toolkit.images.matrix import ARCHES, Matrix, load, version_matches
+from toolkit.images.naming import LABEL, MANIFEST, device_code_digest, expected, expected_labels
 
-OCI = "org.opencontainers.image"
-# Labels that say where and when an image was built, not what is in it: another lab's build of
-# the same matrix entry differs in these and is still the same software.
-VOLATILE = {f"{OCI}.source", f"{OCI}.revision", f"{OCI}.created", f"{images.LABEL}.build-key",
-            f"{images.LABEL}.device-code"}
 PASS, FAIL, NOTE = "pass", "FAIL", "note"
 
 
@@ -40,28 +36,18 @@ class Check:
     result: str  # PASS, FAIL or NOTE (shown, never fails the image)
 
 
-def expected_labels(matrix: Matrix, platform: str, framework: str) -> dict[str, str]:
-    """The labels the matrix determines: what any build of this entry carries, anywhere.
-
-    The base digest counts only when the matrix pins it; unpinned it is the id of a base
-    bootstrapped on the building machine, which another lab cannot reproduce."""
-    wanted = images.labels(matrix, platform, framework)
-    return {key: value for key, value in wanted.items()
-            if key not in VOLATILE and not (key == f"{OCI}.base.digest" and not value)}
-
-
 def label_checks(matrix: Matrix, platform: str, framework: str,
                  found: dict[str, str]) -> list[Check]:
     """One check per matrix label, plus any pin or provided label the matrix does not know."""
     wanted = expected_labels(matrix, platform, framework)
     checks = [_check(f"label {key}", value, found.get(key)) for key, value in wanted.items()]
     for key in sorted(found):
-        pinned = key.startswith((f"{images.LABEL}.pin.", f"{images.LABEL}.provided."))
+        pinned = key.startswith((f"{LABEL}.pin.", f"{LABEL}.provided."))
         if pinned and key not in wanted:
             checks.append(Check(f"label {key}", "(not pinned)", found[key], FAIL))
-    code = found.get(f"{images.LABEL}.device-code", "")
-    current = images.device_code_digest()
-    checks.append(Check(f"label {images.LABEL}.device-code (this checkout's device code)", current,
+    code = found.get(f"{LABEL}.device-code", "")
+    current = device_code_digest()
+    checks.append(Check(f"label {LABEL}.device-code (this checkout's device code)", current,
                         code or "missing", PASS if code == current else NOTE))
     return checks
 
@@ -70,8 +56,8 @@ def manifest_checks(matrix: Matrix, platform: str, framework: str,
                     manifest: dict[str, Any] | None) -> list[Check]:
     """The manifest's record of the matrix, and what is really installed, against the matrix."""
     if manifest is None:
-        return [Check(f"manifest {images.MANIFEST}", "present", "missing", FAIL)]
-    wanted = images.expected(matrix, platform, framework)
+        return [Check(f"manifest {MANIFEST}", "present", "missing", FAIL)]
+    wanted = expected(matrix, platform, framework)
     checks = [_check(f"manifest {key}", wanted[key], manifest.get(key))
               for key in ("platform", "framework", "matrix_hash", "arch", "python", "cuda",
                           "cudnn", "tensorrt", "framework_version", "import")]
@@ -105,9 +91,9 @@ def _pins(pins: Any) -> str:
     return ", ".join(f"{name}=={pins[name]}" for name in sorted(pins)) if pins else "(none)"
 
 
-def _check(name: str, expected: Any, found: Any) -> Check:
+def _check(name: str, wanted: Any, found: Any) -> Check:
     found_text = "missing" if found is None else str(found)
-    return Check(name, str(expected), found_text, PASS if found_text == str(expected) else FAIL)
+    return Check(name, str(wanted), found_text, PASS if found_text == str(wanted) else FAIL)
 
 
 def read_manifest(client: Any, image_id: str) -> dict[str, Any] | None:
@@ -116,7 +102,7 @@ def read_manifest(client: Any, image_id: str) -> dict[str, Any] | None:
 
     container = client.containers.create(image_id, ["true"], network_disabled=True)
     try:
-        stream, _ = container.get_archive(images.MANIFEST)
+        stream, _ = container.get_archive(MANIFEST)
         data = b"".join(stream)
     except NotFound:
         return None
@@ -130,34 +116,22 @@ def read_manifest(client: Any, image_id: str) -> dict[str, Any] | None:
 
 def resolve(client: Any, reference: str) -> Any:
     """The local image a tag, an id or a repo@sha256 digest names."""
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(reference)
-    except ImageNotFound:
+    image = find_image(client, reference)
+    if image is None:
         raise UserError(f"no image '{reference}' on this engine: give a tag, an id or a "
-                        "repo@sha256:... digest (`docker images --digests` lists them)") from None
-
-
-def present(client: Any, reference: str) -> bool:
-    from docker.errors import ImageNotFound
-
-    try:
-        client.images.get(reference)
-    except ImageNotFound:
-        return False
-    return True
+                        "repo@sha256:... digest (`docker images --digests` lists them)")
+    return image
 
 
 def checks_for(client: Any, matrix: Matrix, image: Any) -> tuple[str, list[Check]]:
     """What the image claims to be (platform/framework) and every check of it."""
     found = image.labels or {}
-    platform = found.get(f"{images.LABEL}.platform", "")
-    framework = found.get(f"{images.LABEL}.framework", "")
+    platform = found.get(f"{LABEL}.platform", "")
+    framework = found.get(f"{LABEL}.framework", "")
     if not matrix.framework_supported(platform, framework):
         valid = ", ".join(f"{p}/{f}" for p, f in matrix.selection())
         return f"{platform or '?'}/{framework or '?'}", [Check(
-            f"labels {images.LABEL}.platform/framework", f"one of {valid}",
+            f"labels {LABEL}.platform/framework", f"one of {valid}",
             f"{platform or 'missing'}/{framework or 'missing'}", FAIL)]
     checks = label_checks(matrix, platform, framework, found)
     checks += manifest_checks(matrix, platform, framework, read_manifest(client, image.id))
@@ -181,13 +155,13 @@ def table(title: str, checks: list[Check]) -> Table:
 def verify_task(references: list[str], platform: str, console: Console) -> list[str]:
     """`invoke verify`: print a table per image; returns one line per image that failed."""
     matrix = load()
-    client = images.connect()
+    client = connect()
     if not references:
         wanted = [matrix.tag(chosen, framework)
-                  for chosen, framework in matrix.selection(platform or images.default_platform())]
-        references = [tag for tag in wanted if present(client, tag)]
+                  for chosen, framework in matrix.selection(platform or default_platform())]
+        references = [tag for tag in wanted if find_image(client, tag) is not None]
         if not references:
-            raise UserError(f"no {platform or images.default_platform()} images on this engine: "
+            raise UserError(f"no {platform or default_platform()} images on this engine: "
                             "`invoke build`, `invoke pull` or `invoke load` one, or name one")
     failed = []
     for reference in references:

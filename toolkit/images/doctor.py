@@ -1,7 +1,8 @@
 """`invoke doctor`: is this machine ready to build and run the images? One line per check.
 
 Each check says ok, or what to fix in one line; a missing GPU or NVIDIA runtime is a note
-(CPU images still build and run), a missing engine or a full disk is a failure.
+(CPU images still build and run), a missing engine or a full disk is a failure. `invoke build`
+also checks here that the host runner's frameworks are installed (`check_host_runner`).
 """
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import bases
+from rich.console import Console
+
+from toolkit.device.errors import UserError
+from toolkit.images import bases
+from toolkit.images.engine import engine_or_none
 
 MIN_FREE_GB = 20.0  # the amd64 images, their build cache and a base fit in this
+HOST_FRAMEWORKS = ("onnxruntime-training-cpu", "onnx", "torch")
 
 
 @dataclass(frozen=True)
@@ -24,8 +30,6 @@ class Check:
 
 
 def docker_engine() -> Check:
-    from toolkit.images import engine_or_none
-
     client = engine_or_none(timeout=5)
     if client is None:
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -52,8 +56,6 @@ def debootstrap() -> Check:
 
 
 def nvidia_runtime() -> Check:
-    from toolkit.images import engine_or_none
-
     client = engine_or_none(timeout=5)
     info = client.info() if client else {}
     return runtime_check(info.get("Runtimes") or {}, info.get("DefaultRuntime") or "",
@@ -105,3 +107,19 @@ def report(say: Callable[[str], object]) -> bool:
     for result in results:
         say(f"{result.status:>4}  {result.name}: {result.line}")
     return all(result.status != "fix" for result in results)
+
+
+def check_host_runner(console: Console, required: bool = True) -> None:
+    """The frameworks `run` needs when cells run as host processes."""
+    from toolkit.environment import package_versions
+
+    versions = package_versions()
+    missing = [name for name in HOST_FRAMEWORKS if name not in versions]
+    if missing and required:
+        raise UserError(f"host frameworks missing: {', '.join(missing)}; install them with "
+                        "pip install -e '.[all]'")
+    if missing:
+        console.print(f"host runner: {', '.join(missing)} missing (only images are built)")
+        return
+    console.print("host runner ready: "
+                  + ", ".join(f"{name} {versions[name]}" for name in HOST_FRAMEWORKS))
