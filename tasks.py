@@ -9,6 +9,8 @@ from pathlib import Path
 from invoke import Task, task
 from invoke.exceptions import Exit
 
+from toolkit import frameworks
+
 ROOT = Path(__file__).resolve().parent
 # Overridable so tests and shared machines can keep runs elsewhere.
 RESULTS = Path(os.environ.get("EDGEREPRO_RESULTS", ROOT / "results"))
@@ -40,8 +42,7 @@ def user_errors(body):
 
 @task(help={"platform": "build only this platform's images (default: amd64 when a Docker "
                         "engine answers; see containers/matrix.toml)",
-            "framework": "build only this framework (pytorch, onnxruntime, onnxruntime-training, "
-                         "tensorrt)",
+            "framework": f"build only this framework ({frameworks.listed()})",
             "ca_bundle": "a CA bundle for TLS-intercepting proxies, given to the build stage only "
                          "(never in the final image)"})
 @user_errors
@@ -201,8 +202,7 @@ def report(c, run_id="", compare="", threshold=0.10):
 
 
 _SELECT = {"platform": "only this platform's images (default: amd64, like `invoke build`)",
-           "framework": "only this framework (pytorch, onnxruntime, onnxruntime-training, "
-                        "tensorrt)"}
+           "framework": f"only this framework ({frameworks.listed()})"}
 
 
 @task(help={"registry": "HOST[:PORT]/NAMESPACE, e.g. 127.0.0.1:5000/mylab (log in with "

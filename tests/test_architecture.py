@@ -80,3 +80,14 @@ def test_long_modules_say_why_at_their_top():
                    if len(path.read_text().splitlines()) > LONG
                    and REASON_MARKER not in "\n".join(path.read_text().splitlines()[:30])]
     assert unexplained == []
+
+
+def test_frameworks_are_declared_once():
+    from toolkit import frameworks
+    from toolkit.experiments import spec
+    from toolkit.images import doctor, matrix
+
+    assert spec.Framework.__args__ == frameworks.NAMES == matrix.FRAMEWORKS
+    assert set(doctor.HOST_FRAMEWORKS) == {p for f in frameworks.FRAMEWORKS.values()
+                                           for p in f.host_packages}
+    assert set(matrix.load().platforms["amd64"].frameworks) == set(frameworks.NAMES)

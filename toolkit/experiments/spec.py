@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from toolkit import frameworks
 from toolkit.device.errors import UserError
 from toolkit.device.models import MODEL_NAMES
 from toolkit.tomlfiles import read_toml
@@ -17,7 +18,7 @@ from toolkit.tomlfiles import read_toml
 SPEC_DIR = Path(__file__).parent
 PROFILES = ("smoke", "quick", "paper")
 
-Framework = Literal["onnxruntime", "pytorch", "onnxruntime-training", "tensorrt"]
+Framework = Literal[frameworks.NAMES]  # type: ignore[valid-type]  # toolkit/frameworks.py
 Precision = Literal["fp32", "fp16", "bf16"]
 Device = Literal["cpu", "cuda"]
 ScalingMode = Literal["width", "params"]

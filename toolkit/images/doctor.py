@@ -14,12 +14,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from toolkit import frameworks
 from toolkit.device.errors import UserError
 from toolkit.images import bases
 from toolkit.images.engine import engine_or_none
 
 MIN_FREE_GB = 20.0  # the amd64 images, their build cache and a base fit in this
-HOST_FRAMEWORKS = ("onnxruntime-training-cpu", "onnx", "torch")
+HOST_FRAMEWORKS = frameworks.host_packages()
 
 
 @dataclass(frozen=True)

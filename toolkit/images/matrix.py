@@ -14,13 +14,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from toolkit import frameworks
 from toolkit.device.errors import UserError
 from toolkit.experiments.spec import describe_validation_error
 from toolkit.tomlfiles import read_toml
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 MATRIX = CONTAINERS / "matrix.toml"
-FRAMEWORKS = ("pytorch", "onnxruntime", "onnxruntime-training", "tensorrt")
+FRAMEWORKS = frameworks.NAMES  # every one needs an image per platform (or a reason it has none)
 ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}  # Docker's name -> wheel tags' name
 
 # An exact release, as pip would install it: 1.19.2, 2.13.0+cpu, 2.1.0a0+41361538.nv23.06.
