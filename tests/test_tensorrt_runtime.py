@@ -13,7 +13,7 @@ from toolkit.device.measure.sampling import Protocol
 from toolkit.device.results import NotRun
 from toolkit.device.tensorrt import adapter as adapters
 from toolkit.device.tensorrt import inference, runtime, training
-from toolkit.device.training import common, ort_trainer, torch_trainer
+from toolkit.device.training import common, ort_trainer, scenario, torch_trainer
 
 ALIVE = weakref.WeakSet()  # every stand-in TensorRT object not yet freed
 
@@ -181,10 +181,11 @@ def test_objects_left_in_a_failed_frame_are_released_before_the_pop():
 
 
 def test_the_cells_release_their_objects_inside_the_context():
-    """Both TensorRT cells hold their engine in an EngineSession closed in a finally block."""
-    for module in (training, inference):
-        source = inspect.getsource(module.run)
-        assert "finally:" in source and ".close()" in source, module.__name__
+    """Both TensorRT cells hold their engine in an EngineSession closed in a finally block (the
+    training cell's in its backend's scope, the CUDA context)."""
+    for function in (training.TrtBackend.scope, inference.run):
+        source = inspect.getsource(function)
+        assert "finally:" in source and ".close()" in source, function.__qualname__
 
 
 @pytest.mark.parametrize("version, allowed", [("8.2.1", False), ("8.5.2", True),
@@ -217,7 +218,9 @@ def test_a_step_cap_of_0_means_no_cap(cap, steps):
 
 
 def test_every_trainer_uses_the_one_timed_loop():
+    """The scenario runs the loop; every trainer's entry point goes through the scenario."""
+    assert "common.timed_training(" in inspect.getsource(scenario)
     for module in (training, torch_trainer, ort_trainer):
         source = inspect.getsource(module)
-        assert "common.timed_training(" in source, module.__name__
-        assert "timed_loop(" not in source, module.__name__
+        assert "scenario.run(job, " in inspect.getsource(module.run), module.__name__
+        assert "timed_loop(" not in source and "timed_training(" not in source, module.__name__

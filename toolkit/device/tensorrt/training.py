@@ -20,18 +20,21 @@ time per step comes from CUDA events around the execution alone.
 Records: setup stages, first_step, step_time_* (common.step_records), gpu_step_time_*, images/s
 (throughput), device memory by stage and peak (cudaMemGetInfo), on an integrated GPU (Jetson) the
 system memory deltas too, engine device memory, peak RSS, the loss trajectory.
+
+The sequence (data, timed loop, the common records, the result) is the training scenario's
+(toolkit.device.training.scenario); TrtBackend holds what is TensorRT's: the CUDA context as
+its scope, the engine, the step and the engine's own records.
 """
+import contextlib
 import time
 
 import numpy as np
 
-from toolkit.device.measure import memory
-from toolkit.device.measure.sampling import Protocol
 from toolkit.device.measure.stats import summarize
-from toolkit.device.results import NotRun, memory_records
+from toolkit.device.results import NotRun
 from toolkit.device.tensorrt import emitter, runtime
 from toolkit.device.tensorrt.adapter import Adapter
-from toolkit.device.training import common
+from toolkit.device.training import common, scenario
 from toolkit.device.training import numpy_reference as ref
 from toolkit.device.training import step_graph as sg
 from toolkit.device.training.flops import training_flops
@@ -155,92 +158,109 @@ class TrtTrainer(object):
         self.session.close()
 
 
-def run(job):
-    # type: (Dict[str, Any]) -> Dict[str, Any]
-    """The "training" job for framework "tensorrt"."""
-    trt, cuda = runtime.require_stack()
-    rss_baseline = memory.peak_rss_bytes()
-    adapter = Adapter(trt)
-    coords, settings = job["coords"], job["settings"]
-    cfg, opt = step_config(job)
-    precision = coords.get("precision", "fp32")
-    strongly = bool(settings.get("strongly_typed", False))
-    workspace = int(settings.get("workspace", GIB))
-    seed = int(settings.get("seed", 0))
-    protocol = Protocol.from_dict(job["protocol"])
-    epochs = int(settings.get("epochs", 0))
-    with runtime.CudaContext(cuda) as ctx:
-        gpu = ctx.describe()
-        probe = runtime.MemoryProbe(cuda, gpu["integrated"])
-        logger = runtime.make_logger(trt)
-        check_cell(adapter, coords, settings, trt.Builder(logger).platform_has_fast_fp16)
-        dataset = common.load_data(job)
+class TrtBackend(scenario.TrainingBackend):
+    """TensorRT's side of the training scenario (toolkit.device.training.scenario): the scope
+    is the CUDA context, and the engine is released in it, before the context is popped."""
+
+    def __init__(self):
+        self.trt, self.cuda = runtime.require_stack()
+        self.adapter = Adapter(self.trt)
+        self.name = "tensorrt " + self.trt.__version__  # the progress line names the version
+        self.trainer = None  # type: Optional[TrtTrainer]
+
+    @contextlib.contextmanager
+    def scope(self, job):
+        with runtime.CudaContext(self.cuda) as ctx:
+            self.gpu = ctx.describe()
+            self.probe = runtime.MemoryProbe(self.cuda, self.gpu["integrated"])
+            self.logger = runtime.make_logger(self.trt)
+            try:
+                yield
+            finally:
+                if self.trainer is not None:
+                    self.trainer.close()  # while the CUDA context is current
+
+    def check(self, job):
+        # type: (Dict[str, Any]) -> None
+        self.cfg, self.opt = step_config(job)
+        fast_fp16 = self.trt.Builder(self.logger).platform_has_fast_fp16
+        check_cell(self.adapter, job["coords"], job["settings"], fast_fp16)
+
+    def setup(self, job, dataset):
+        # type: (Dict[str, Any], Any) -> Dict[str, Any]
+        trt, adapter, cfg, settings = self.trt, self.adapter, self.cfg, job["settings"]
         if dataset.classes != cfg.classes:
             raise ValueError("data set {} has {} classes, settings.classes says {}".format(
                 dataset.name, dataset.classes, cfg.classes))
+        self.precision = precision = job["coords"].get("precision", "fp32")
+        self.strongly = strongly = bool(settings.get("strongly_typed", False))
+        self.workspace = workspace = int(settings.get("workspace", GIB))
+        seed = int(settings.get("seed", 0))
         params = init_params(cfg, seed)
         started = time.perf_counter()
-        graph = sg.build_vgg_step(cfg, {n: params[n] for n in sg.frozen_value_names(cfg)})
-        define = time.perf_counter() - started
-        fields = {"kind": "tensorrt-training", "format": 1, "step": cfg.as_dict(), "seed": seed,
-                  "precision": precision, "strongly_typed": strongly, "workspace": workspace,
-                  "conv_mode": settings.get("conv_mode") or adapter.default_conv_mode,
-                  "tensorrt": trt.__version__, "gpu": gpu["name"],
-                  "compute_capability": gpu["compute_capability"]}
-        emitted = {}
+        self.graph = graph = sg.build_vgg_step(
+            cfg, {n: params[n] for n in sg.frozen_value_names(cfg)})
+        self.define_seconds = time.perf_counter() - started
+        self.fields = {"kind": "tensorrt-training", "format": 1, "step": cfg.as_dict(),
+                       "seed": seed, "precision": precision, "strongly_typed": strongly,
+                       "workspace": workspace,
+                       "conv_mode": settings.get("conv_mode") or adapter.default_conv_mode,
+                       "tensorrt": trt.__version__, "gpu": self.gpu["name"],
+                       "compute_capability": self.gpu["compute_capability"]}
+        self.emitted = {}  # type: Dict[str, Any]
 
         def build():
-            plan, info = build_plan(trt, adapter, logger, graph, precision, workspace, strongly,
-                                    settings.get("conv_mode"))
-            emitted.update(info)
+            plan, info = build_plan(trt, adapter, self.logger, graph, precision, workspace,
+                                    strongly, settings.get("conv_mode"))
+            self.emitted.update(info)
             return plan
 
-        plan, from_cache, build_seconds = runtime.cached_plan(
-            job.get("artifacts", {}).get("engine_cache_dir"), fields, build)
-        probe.mark("built")
+        self.plan, self.from_cache, self.build_seconds = runtime.cached_plan(
+            job.get("artifacts", {}).get("engine_cache_dir"), self.fields, build)
+        self.probe.mark("built")
         started = time.perf_counter()
-        trainer = TrtTrainer(trt, cuda, adapter, plan, graph,
-                             ref.initial_state(graph, params), opt["lr"])
-        try:
-            load_seconds = time.perf_counter() - started
-            probe.mark("engine_and_buffers")
-            engine_info = adapter.engine_memory(trainer.engine)
-            common.progress("tensorrt {} {} {} freeze={} batch={} epochs={}".format(
-                trt.__version__, cfg.model, precision, cfg.freeze, cfg.batch, epochs))
-            losses, first_step, samples, timing = common.timed_training(
-                trainer.step, dataset, cfg.batch, epochs, seed, settings, protocol,
-                prepare=lambda x, y: (x, ref.one_hot(y, cfg.classes)))
-            probe.mark("after_steps")
-            gpu_times = trainer.gpu_times[-len(samples):]
-        finally:
-            trainer.close()  # while the CUDA context is current
-    rss_peak = memory.peak_rss_bytes()
+        self.trainer = TrtTrainer(trt, self.cuda, adapter, self.plan, graph,
+                                  ref.initial_state(graph, params), self.opt["lr"])
+        self.load_seconds = time.perf_counter() - started
+        self.probe.mark("engine_and_buffers")
+        self.engine_info = adapter.engine_memory(self.trainer.engine)
+        return training_flops(cfg.model, cfg.widths, cfg.freeze, cfg.classes, cfg.image_size)
 
-    train_size = int(settings.get("train_size", len(dataset.y_train)))
-    flops = training_flops(cfg.model, cfg.widths, cfg.freeze, cfg.classes, cfg.image_size)
-    records, invalid = common.step_records(samples, cfg.batch, protocol, flops, train_size)
-    gpu_summary = summarize(gpu_times)
-    records += [("gpu_step_time_" + k, v, "s") for k, v in sorted(gpu_summary.items())
-                if k not in ("n", "cv", "rcv")]
-    records += [("network_define", define, "s"), ("engine_build", build_seconds, "s"),
-                ("engine_from_cache", float(from_cache), "ratio"),
-                ("engine_load", load_seconds, "s"), ("first_step", first_step, "s"),
-                ("engine_plan_size", float(len(plan)), "B")]
-    records += [(k, v, "B") for k, v in sorted(engine_info.items())]
-    records += probe.records() + memory_records(rss_baseline, rss_peak)
-    loss, invalid = common.loss_outcome(losses, invalid)
-    records += loss
-    return {
-        "records": records,
-        "invalid": invalid,
-        "samples": {"step_time": {"unit": "s", "values": samples},
-                    "gpu_step_time": {"unit": "s", "values": gpu_times},
-                    "loss": {"unit": "nat", "values": losses}},
-        "timing": timing,
-        "settings": dict(opt, step=cfg.as_dict(), precision=precision, strongly_typed=strongly,
-                         workspace=workspace, emitter=emitted, engine_cache_fields=fields,
-                         trainable_params=graph.meta["trainable"], epochs=epochs,
-                         data=dataset.describe(), gpu=gpu, accuracy="not measured"),
-        "versions": {"tensorrt": trt.__version__, "numpy": np.__version__,
-                     "pycuda": getattr(__import__("pycuda"), "VERSION_TEXT", "unknown")},
-    }
+    def prepare(self, x, y):
+        return x, ref.one_hot(y, self.cfg.classes)
+
+    def step(self, x, y):
+        return self.trainer.step(x, y)
+
+    def measurements(self, samples):
+        # type: (List[float]) -> Tuple[List[Tuple[str, float, str]], Dict[str, Any]]
+        self.probe.mark("after_steps")
+        gpu_times = self.trainer.gpu_times[-len(samples):]
+        records = [("gpu_step_time_" + k, v, "s") for k, v in sorted(summarize(gpu_times).items())
+                   if k not in ("n", "cv", "rcv")]
+        records += [("network_define", self.define_seconds, "s"),
+                    ("engine_build", self.build_seconds, "s"),
+                    ("engine_from_cache", float(self.from_cache), "ratio"),
+                    ("engine_load", self.load_seconds, "s"),
+                    ("engine_plan_size", float(len(self.plan)), "B")]
+        records += [(k, v, "B") for k, v in sorted(self.engine_info.items())]
+        records += self.probe.records()
+        return records, {"gpu_step_time": {"unit": "s", "values": gpu_times}}
+
+    def describe(self):
+        # type: () -> Dict[str, Dict[str, Any]]
+        return {
+            "settings": dict(self.opt, step=self.cfg.as_dict(), precision=self.precision,
+                             strongly_typed=self.strongly, workspace=self.workspace,
+                             emitter=self.emitted, engine_cache_fields=self.fields,
+                             trainable_params=self.graph.meta["trainable"], gpu=self.gpu,
+                             accuracy="not measured"),
+            "versions": {"tensorrt": self.trt.__version__, "numpy": np.__version__,
+                         "pycuda": getattr(__import__("pycuda"), "VERSION_TEXT", "unknown")},
+        }
+
+
+def run(job):
+    # type: (Dict[str, Any]) -> Dict[str, Any]
+    """The "training" job for framework "tensorrt"."""
+    return scenario.run(job, TrtBackend())

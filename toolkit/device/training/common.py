@@ -1,4 +1,5 @@
-"""What the PyTorch and ONNX Runtime Training cells share (stdlib + numpy only).
+"""What every training cell shares (stdlib + numpy only): the scenario (scenario.py) and the
+PyTorch, ONNX Runtime Training and TensorRT backends.
 
 Job fields every training cell reads (the ORT cell also reads its artifacts, see ort_trainer):
 

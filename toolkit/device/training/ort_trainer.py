@@ -6,6 +6,8 @@ Two jobs (the split keeps PyTorch, ~500 MB of RSS, out of the measured process):
 2. kind "training", framework "onnxruntime-training" (this module, `run`): onnxruntime + numpy
    only. It finds the artifacts from the same job fields (artifacts "cache_dir", or
    "ort_training_dir" pointing at the directory directly) and is "not run" when they are absent.
+   The sequence (data, timed loop, records, result) is the training scenario's
+   (toolkit.device.training.scenario); OrtBackend opens the session, steps and evaluates.
 
 The timed region is one optimizer step: `module(x, y)` (forward + backward), `optimizer.step()`,
 `module.lazy_reset_grad()`. Other job fields: see toolkit.device.training.common; ORT-specific
@@ -39,10 +41,8 @@ import sys
 import time
 import types
 
-from toolkit.device.measure import memory
-from toolkit.device.measure.sampling import Protocol
-from toolkit.device.results import NotRun, memory_records
-from toolkit.device.training import common
+from toolkit.device.results import NotRun
+from toolkit.device.training import common, scenario
 from toolkit.device.training.flops import training_flops
 from toolkit.device.training.freeze import freeze_spec
 
@@ -252,78 +252,86 @@ def check_device_precision(ort, device, precision):
             if device == "cuda" else ""))
 
 
+class OrtBackend(scenario.TrainingBackend):
+    """ONNX Runtime Training's side of the training scenario (toolkit.device.training.scenario):
+    onnxruntime + numpy only."""
+
+    name = "onnxruntime-training"
+
+    def __init__(self):
+        try:
+            self.ort, _ = import_training_api()
+        except ImportError as error:
+            raise NotRun("onnxruntime-training is not installed here ({})".format(
+                error)) from None
+        self.trainer = None  # type: Optional[OrtTrainer]
+
+    def check(self, job):
+        # type: (Dict[str, Any]) -> None
+        coords = job["coords"]
+        self.device = coords.get("device", "cpu")
+        check_device_precision(self.ort, self.device, coords.get("precision", "fp32"))
+        self.directory = artifact_dir(job)
+        if not os.path.isfile(os.path.join(self.directory, ARTIFACT_FILES["manifest"])):
+            raise NotRun("ORT training artifacts missing in {}: run the ort_training_artifacts "
+                         "job (framework pytorch) first".format(self.directory))
+
+    def setup(self, job, dataset):
+        # type: (Dict[str, Any], Any) -> Dict[str, Any]
+        settings = job["settings"]
+        self.seed = int(settings.get("seed", 0))
+        self.ort.set_seed(self.seed)
+        self.fields = fields = key_fields(job)
+        if dataset.classes != fields["classes"]:
+            raise ValueError("data set {} has {} classes, the artifacts {} (settings.classes)"
+                             .format(dataset.name, dataset.classes, fields["classes"]))
+        freeze = int(job["coords"].get("freeze", 0))
+        self.spec = freeze_spec(fields["model"], freeze)
+        self.opt = common.opt_settings(settings)
+        self.settings = settings
+        started = time.perf_counter()
+        self.trainer = OrtTrainer(self.directory, self.device, self.opt["lr"],
+                                  settings.get("threads"), settings.get("cpu_mem_arena", True))
+        self.setup_seconds = time.perf_counter() - started
+        return training_flops(fields["model"], fields["widths"], freeze, fields["classes"])
+
+    def step(self, x, y):
+        return self.trainer.step(x, y)
+
+    def measurements(self, samples):
+        # type: (List[float]) -> Tuple[List[Tuple[str, float, str]], Dict[str, Any]]
+        return [("setup", self.setup_seconds, "s")], {}
+
+    def evaluate(self, dataset):
+        # type: (Any) -> Dict[str, float]
+        eval_batch = int(self.settings.get("eval_batch", 256))
+        return {"accuracy": self.trainer.evaluate(
+            common.eval_batches(dataset, eval_batch),
+            common.stat_batches(dataset, eval_batch, self.settings, self.seed))}
+
+    def describe(self):
+        # type: () -> Dict[str, Dict[str, Any]]
+        import numpy as np
+
+        opt, options = self.opt, self.trainer.options
+        effective = dict(opt)
+        if opt["optimizer"] == "sgd":
+            effective.update(momentum=0.0, weight_decay=0.0)
+        return {
+            "settings": dict(effective, requested=opt, artifact_dir=self.directory,
+                             providers=[_PROVIDERS[self.device]],
+                             intra_op_num_threads=options.intra_op_num_threads,
+                             enable_cpu_mem_arena=options.enable_cpu_mem_arena,
+                             trainable_params=self.spec["trainable"],
+                             widths=self.fields["widths"], classes=self.fields["classes"],
+                             bn_eval="precise BN via bnstats.onnx + infer.onnx",
+                             torch_loaded="torch" in sys.modules),
+            "versions": {"onnxruntime": self.ort.__version__, "numpy": np.__version__,
+                         "onnx_artifacts": self.trainer.manifest.get("versions", {})},
+        }
+
+
 def run(job):
     # type: (Dict[str, Any]) -> Dict[str, Any]
     """The "training" job for framework "onnxruntime-training"."""
-    import numpy as np
-
-    try:
-        ort, _ = import_training_api()
-    except ImportError as error:
-        raise NotRun("onnxruntime-training is not installed here ({})".format(error)) from None
-    rss_baseline = memory.peak_rss_bytes()  # interpreter + numpy + onnxruntime(.training.api)
-    coords, settings = job["coords"], job["settings"]
-    device, precision = coords.get("device", "cpu"), coords.get("precision", "fp32")
-    batch, freeze = int(coords["batch"]), int(coords.get("freeze", 0))
-    check_device_precision(ort, device, precision)
-    directory = artifact_dir(job)
-    if not os.path.isfile(os.path.join(directory, ARTIFACT_FILES["manifest"])):
-        raise NotRun("ORT training artifacts missing in {}: run the ort_training_artifacts job "
-                     "(framework pytorch) first".format(directory))
-    seed = int(settings.get("seed", 0))
-    ort.set_seed(seed)
-    dataset = common.load_data(job)
-    fields = key_fields(job)
-    if dataset.classes != fields["classes"]:
-        raise ValueError("data set {} has {} classes, the artifacts {} (settings.classes)".format(
-            dataset.name, dataset.classes, fields["classes"]))
-    model, widths = fields["model"], fields["widths"]
-    spec = freeze_spec(model, freeze)
-    flops = training_flops(model, widths, freeze, fields["classes"])
-    opt = common.opt_settings(settings)
-    effective = dict(opt)
-    if opt["optimizer"] == "sgd":
-        effective.update(momentum=0.0, weight_decay=0.0)
-    protocol = Protocol.from_dict(job["protocol"])
-    epochs = int(settings.get("epochs", 0))
-
-    started = time.perf_counter()
-    trainer = OrtTrainer(directory, device, opt["lr"], settings.get("threads"),
-                         settings.get("cpu_mem_arena", True))
-    setup = time.perf_counter() - started
-    common.progress("onnxruntime-training {} {} {} freeze={} batch={} epochs={}".format(
-        model, device, precision, freeze, batch, epochs))
-
-    losses, first_step, samples, timing = common.timed_training(
-        trainer.step, dataset, batch, epochs, seed, settings, protocol)
-    rss_peak = memory.peak_rss_bytes()
-
-    train_size = int(settings.get("train_size", len(dataset.y_train)))
-    records, invalid = common.step_records(samples, batch, protocol, flops, train_size)
-    records = [("setup", setup, "s"), ("first_step", first_step, "s")] + records
-    records += memory_records(rss_baseline, rss_peak)
-    loss, invalid = common.loss_outcome(losses, invalid)
-    records += loss
-    if epochs > 0:
-        eval_batch = int(settings.get("eval_batch", 256))
-        accuracy = trainer.evaluate(common.eval_batches(dataset, eval_batch),
-                                    common.stat_batches(dataset, eval_batch, settings, seed))
-        records.append(("accuracy", accuracy, "ratio"))
-        common.progress("accuracy {:.4f} after {} steps".format(accuracy, len(losses)))
-    return {
-        "records": records,
-        "invalid": invalid,
-        "samples": {"step_time": {"unit": "s", "values": samples},
-                    "loss": {"unit": "nat", "values": losses}},
-        "timing": timing,
-        "settings": dict(effective, requested=opt, artifact_dir=directory,
-                         providers=[_PROVIDERS[device]],
-                         intra_op_num_threads=trainer.options.intra_op_num_threads,
-                         enable_cpu_mem_arena=trainer.options.enable_cpu_mem_arena,
-                         trainable_params=spec["trainable"], epochs=epochs,
-                         data=dataset.describe(), widths=widths, classes=fields["classes"],
-                         bn_eval="precise BN via bnstats.onnx + infer.onnx",
-                         torch_loaded="torch" in sys.modules),
-        "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__,
-                     "onnx_artifacts": trainer.manifest.get("versions", {})},
-    }
+    return scenario.run(job, OrtBackend())

@@ -1,8 +1,10 @@
 """PyTorch training cell: VGG on CIFAR-shaped data with layer freezing and reduced precision.
 
-Job fields: see toolkit.device.training.common. The timed region is exactly one optimizer step
-(zero grads, forward, loss, backward, update; on CUDA followed by a synchronize) on float32
-tensors prepared before timing; the loss of every step is kept as a sample series.
+Job fields: see toolkit.device.training.common. The sequence (data, timed loop, records, result)
+is the training scenario's (toolkit.device.training.scenario); TorchBackend builds the model
+and optimizer, steps and evaluates. The timed region is exactly one optimizer step (zero grads,
+forward, loss, backward, update; on CUDA followed by a synchronize) on float32 tensors prepared
+before timing; the loss of every step is kept as a sample series.
 
 Freezing (freeze.py): frozen parameters get requires_grad=False, the BatchNorms of frozen blocks
 stay in eval mode (running statistics, not updated), and the frozen prefix runs under
@@ -28,12 +30,10 @@ Precision:
 import sys
 import time
 
-from toolkit.device.measure import memory
 from toolkit.device.measure.cpu_peak import native_bf16, read_cpuinfo
 from toolkit.device.measure.gpu_memory import MemoryProbe
-from toolkit.device.measure.sampling import Protocol
-from toolkit.device.results import NotRun, memory_records
-from toolkit.device.training import common
+from toolkit.device.results import NotRun
+from toolkit.device.training import common, scenario
 from toolkit.device.training.flops import training_flops
 from toolkit.device.training.freeze import freeze_spec
 
@@ -213,92 +213,111 @@ class _Null(object):
         return False
 
 
+class TorchBackend(scenario.TrainingBackend):
+    """PyTorch's side of the training scenario (toolkit.device.training.scenario)."""
+
+    name = "pytorch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self.trainer = None  # type: Optional[TorchTrainer]
+        self.probe = None  # type: Optional[MemoryProbe]
+
+    def check(self, job):
+        # type: (Dict[str, Any]) -> None
+        coords = job["coords"]
+        check_device_precision(self.torch, coords.get("device", "cpu"),
+                               coords.get("precision", "fp32"))
+
+    def setup(self, job, dataset):
+        # type: (Dict[str, Any], Any) -> Dict[str, Any]
+        import numpy as np
+
+        from toolkit.device.models import build_model
+
+        torch, coords, settings = self.torch, job["coords"], job["settings"]
+        device, precision = coords.get("device", "cpu"), coords.get("precision", "fp32")
+        freeze = int(coords.get("freeze", 0))
+        if settings.get("threads"):
+            torch.set_num_threads(int(settings["threads"]))
+        seed = int(settings.get("seed", 0))
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        if settings.get("deterministic"):
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        elif device == "cuda":
+            torch.backends.cudnn.benchmark = True
+        model, widths = common.model_widths(settings)
+        classes = int(settings.get("classes", dataset.classes))
+        self.spec = spec = freeze_spec(model, freeze)
+        self.opt = common.opt_settings(settings)
+        if device == "cuda" and hasattr(torch.cuda, "mem_get_info"):  # torch >= 1.10
+            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.init()  # the context exists before the baseline: it is not the model's
+            integrated = bool(getattr(torch.cuda.get_device_properties(0), "is_integrated",
+                                      False))
+            self.probe = MemoryProbe(torch.cuda, integrated)
+        started = time.perf_counter()
+        self.trainer = TorchTrainer(build_model(model, widths, classes, seed), spec, self.opt,
+                                    device, precision, settings.get("channels_last", False))
+        self.setup_seconds = time.perf_counter() - started
+        if self.probe is not None:
+            self.probe.mark("model")
+        self.settings, self.widths, self.classes, self.seed = settings, widths, classes, seed
+        return training_flops(model, widths, freeze, classes)
+
+    def prepare(self, x, y):
+        return self.trainer.to_device(x, y)
+
+    def step(self, x, y):
+        return self.trainer.step(x, y)
+
+    def measurements(self, samples):
+        # type: (List[float]) -> Tuple[List[Tuple[str, float, str]], Dict[str, Any]]
+        torch = self.torch
+        records = [("setup", self.setup_seconds, "s")]
+        if self.probe is not None:
+            torch.cuda.synchronize()
+            self.probe.mark("after_steps")  # the caching allocator keeps its peak reserved
+            records += [("gpu_max_allocated", float(torch.cuda.max_memory_allocated()), "B"),
+                        ("gpu_max_reserved", float(torch.cuda.max_memory_reserved()), "B")]
+            records += self.probe.records()
+        return records, {}
+
+    def evaluate(self, dataset):
+        # type: (Any) -> Dict[str, float]
+        eval_batch = int(self.settings.get("eval_batch", 256))
+        if self.settings.get("bn_eval", "precise") == "precise":
+            self.trainer.recompute_bn(common.stat_batches(dataset, eval_batch, self.settings,
+                                                          self.seed))
+        return {"accuracy": self.trainer.evaluate(common.eval_batches(dataset, eval_batch))}
+
+    def describe(self):
+        # type: () -> Dict[str, Dict[str, Any]]
+        import numpy as np
+
+        torch, trainer, settings = self.torch, self.trainer, self.settings
+        epochs = int(settings.get("epochs", 0))
+        return {
+            "settings": dict(self.opt, threads=torch.get_num_threads(),
+                             freeze_split=self.spec["split"],
+                             trainable_params=self.spec["trainable"],
+                             channels_last=trainer.channels_last,
+                             autocast=str(trainer.dtype) if trainer.dtype else None,
+                             grad_scaler=trainer.scaler is not None, widths=self.widths,
+                             classes=self.classes,
+                             cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+                             bn_eval=settings.get("bn_eval", "precise") if epochs > 0 else None,
+                             mkldnn=bool(torch.backends.mkldnn.is_available())),
+            "versions": {"torch": torch.__version__, "numpy": np.__version__,
+                         "cuda": torch.version.cuda or "", "python_impl": sys.implementation.name},
+        }
+
+
 def run(job):
     # type: (Dict[str, Any]) -> Dict[str, Any]
     """The "training" job for framework "pytorch" (job fields: toolkit.device.training.common)."""
-    import numpy as np
-    import torch
-
-    from toolkit.device.models import build_model
-
-    rss_baseline = memory.peak_rss_bytes()  # interpreter + numpy + torch imported
-    coords, settings = job["coords"], job["settings"]
-    device, precision = coords.get("device", "cpu"), coords.get("precision", "fp32")
-    batch, freeze = int(coords["batch"]), int(coords.get("freeze", 0))
-    check_device_precision(torch, device, precision)
-    if settings.get("threads"):
-        torch.set_num_threads(int(settings["threads"]))
-    seed = int(settings.get("seed", 0))
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    if settings.get("deterministic"):
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    elif device == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    dataset = common.load_data(job)
-    model, widths = common.model_widths(settings)
-    classes = int(settings.get("classes", dataset.classes))
-    spec = freeze_spec(model, freeze)
-    flops = training_flops(model, widths, freeze, classes)
-    opt = common.opt_settings(settings)
-    protocol = Protocol.from_dict(job["protocol"])
-    epochs = int(settings.get("epochs", 0))
-    probe = None
-    if device == "cuda" and hasattr(torch.cuda, "mem_get_info"):  # torch >= 1.10
-        torch.cuda.reset_peak_memory_stats()
-        torch.cuda.init()  # the context exists before the baseline: it is not the model's
-        integrated = bool(getattr(torch.cuda.get_device_properties(0), "is_integrated", False))
-        probe = MemoryProbe(torch.cuda, integrated)
-
-    started = time.perf_counter()
-    trainer = TorchTrainer(build_model(model, widths, classes, seed), spec, opt, device,
-                           precision, settings.get("channels_last", False))
-    setup = time.perf_counter() - started
-    if probe is not None:
-        probe.mark("model")
-    common.progress("pytorch {} {} {} freeze={} batch={} epochs={}".format(
-        model, device, precision, freeze, batch, epochs))
-
-    losses, first_step, samples, timing = common.timed_training(
-        trainer.step, dataset, batch, epochs, seed, settings, protocol, trainer.to_device)
-    rss_peak = memory.peak_rss_bytes()
-
-    train_size = int(settings.get("train_size", len(dataset.y_train)))
-    records, invalid = common.step_records(samples, batch, protocol, flops, train_size)
-    records = [("setup", setup, "s"), ("first_step", first_step, "s")] + records
-    records += memory_records(rss_baseline, rss_peak)
-    if probe is not None:
-        torch.cuda.synchronize()
-        probe.mark("after_steps")  # the caching allocator keeps its peak reserved
-        records += [("gpu_max_allocated", float(torch.cuda.max_memory_allocated()), "B"),
-                    ("gpu_max_reserved", float(torch.cuda.max_memory_reserved()), "B")]
-        records += probe.records()
-    loss, invalid = common.loss_outcome(losses, invalid)
-    records += loss
-    bn_eval = settings.get("bn_eval", "precise")
-    if epochs > 0:
-        eval_batch = int(settings.get("eval_batch", 256))
-        if bn_eval == "precise":
-            trainer.recompute_bn(common.stat_batches(dataset, eval_batch, settings, seed))
-        accuracy = trainer.evaluate(common.eval_batches(dataset, eval_batch))
-        records.append(("accuracy", accuracy, "ratio"))
-        common.progress("accuracy {:.4f} after {} steps".format(accuracy, len(losses)))
-    return {
-        "records": records,
-        "invalid": invalid,
-        "samples": {"step_time": {"unit": "s", "values": samples},
-                    "loss": {"unit": "nat", "values": losses}},
-        "timing": timing,
-        "settings": dict(opt, threads=torch.get_num_threads(), freeze_split=spec["split"],
-                         trainable_params=spec["trainable"], channels_last=trainer.channels_last,
-                         autocast=str(trainer.dtype) if trainer.dtype else None,
-                         grad_scaler=trainer.scaler is not None, epochs=epochs,
-                         data=dataset.describe(), widths=widths, classes=classes,
-                         cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
-                         bn_eval=bn_eval if epochs > 0 else None,
-                         mkldnn=bool(torch.backends.mkldnn.is_available())),
-        "versions": {"torch": torch.__version__, "numpy": np.__version__,
-                     "cuda": torch.version.cuda or "", "python_impl": sys.implementation.name},
-    }
+    return scenario.run(job, TorchBackend())
