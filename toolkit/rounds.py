@@ -34,7 +34,7 @@ def combine(rounds: list[dict[str, Any]], planned: int) -> dict[str, Any]:
     failed = [r for r in rounds if r["status"] == "failed"]
     invalid = [r for r in rounds if r["status"] == "invalid"]
     if failed:
-        payload["status"], payload["reason"] = "failed", _round_reason(failed[0])
+        payload["status"], payload["reason"] = "failed", failed[0].get("reason") or "failed"
     elif rounds[0]["status"] == "not run":
         payload["status"], payload["reason"] = "not run", rounds[0]["reason"]
     elif 2 * len(invalid) >= sum(1 for r in rounds if r["status"] in MEASURED):

@@ -181,7 +181,8 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
     """Measure every round of every cell not yet finished in this run (all of them with force).
 
     Rounds are interleaved: round 1 of every cell, then round 2, ... (toolkit/rounds.py); a
-    cell not run in its first round has no later ones. Runs of several devices at once share
+    cell not run in its first round has no later ones, and a cell whose round failed measures
+    no further rounds until a re-run retries it. Runs of several devices at once share
     one `progress` (a bar each) and tell their lines apart by `prefix`; a single run makes its
     own."""
     console = console or Console(stderr=True)
@@ -209,16 +210,18 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
     run_preparation = preparation_runner(prepare_with or runner, store, show)
     with contextlib.nullcontext(progress) if shared else progress:
         task = progress.add_task(f"{prefix}cells", total=len(pending), status="", activity="")
+        failed: set[str] = set()
         for index, cell in pending:
-            if cell.id in not_run:  # nothing to measure again
+            if cell.id in not_run or cell.id in failed:  # nothing to measure (again) now
                 progress.update(task, advance=1)
                 continue
             rounds = f" · round {index + 1}/{cell.rounds}" if cell.rounds > 1 else ""
             progress.update(task, description=f"{prefix}{cell.label()}{rounds}", activity="")
             payload = _measure(cell, store, runner, cache_root, run_preparation, show)
             combined = store.record_round(payload, index, cell.rounds)
-            if payload["status"] == "failed":
+            if payload["status"] == "failed":  # its later rounds wait for a re-run
                 summary.failed_logs.append(store.logs_dir / f"{cell.id}.log")
+                failed.add(cell.id)
             if payload["status"] == "not run":
                 not_run.add(cell.id)
             first = True
