@@ -289,13 +289,14 @@ def rounds_cost(workdir: Path) -> Figures:
     total = time.monotonic() - started
     per_round = [0.0] * ROUNDS_BENCH
     widths = []
+    combined = store.cell_results()  # every cell file, read once
     for cell in cells:
         for payload in store.round_results(cell.id):
             if payload["status"] != "ok":
                 raise UserError(f"rounds bench: {cell.label()} round {payload['round'] + 1} "
                                 f"{payload['status']}: {payload['reason']}")
             per_round[payload["round"]] += float(payload["wall_s"])
-        values = cell_rounds.round_values(store.cell_results()[cell.id], "latency_p50")
+        values = cell_rounds.round_values(combined[cell.id], "latency_p50")
         low, high = intervals.median_interval(values) or (0.0, 0.0)
         widths.append((high - low) / statistics.median(values))
     figures: Figures = {"cells": len(cells), "rounds": ROUNDS_BENCH, "total_s": total}

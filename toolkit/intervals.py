@@ -73,13 +73,6 @@ def ratio_estimate(numerator: Sequence[float], denominator: Sequence[float],
     return estimate(replicates, level) if replicates else None
 
 
-def ratio_interval(numerator: Sequence[float], denominator: Sequence[float],
-                   level: float = LEVEL) -> tuple[float, float] | None:
-    """Interval of median(numerator) ÷ median(denominator), rounds paired by index."""
-    found = ratio_estimate(numerator, denominator, level)
-    return None if found is None else found[1]
-
-
 def median_interval(values: Sequence[float], level: float = LEVEL,
                     ) -> tuple[float, float] | None:
     """Interval of one cell's median over its rounds."""

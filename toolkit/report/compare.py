@@ -92,7 +92,7 @@ def _verdict(ratio: float, threshold: float, a: Interval, b: Interval) -> str:
 
 def _unpaired_ratio_interval(a: Interval, b: Interval) -> Interval | None:
     """B/A bracket from the two medians' intervals: rounds of different runs were not measured
-    side by side, so they cannot be paired as intervals.ratio_interval pairs them."""
+    side by side, so they cannot be paired as intervals.ratio_estimate pairs them."""
     return (b[0] / a[1], b[1] / a[0]) if a[0] > 0 else None
 
 
