@@ -213,7 +213,7 @@ def test_normalize_and_batches():
 
 def test_a_training_job_reads_the_digits_set_the_host_wrote(tmp_path):
     """Images carry no scikit-learn: the host writes the set as .npz, the job reads it back."""
-    from toolkit.device.prepare import export_dataset
+    from toolkit.device.dataset_export import export_dataset
     from toolkit.device.training.common import load_data
 
     job = {"settings": {"data": {"name": "digits"}, "seed": 3},

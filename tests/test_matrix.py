@@ -129,7 +129,7 @@ def _broken(tmp_path, old, new):
     ('version = "1.19.2"\nimport = "onnxruntime"', 'version = ">=1.19"\nimport = "onnxruntime"',
      "platforms.amd64.frameworks.onnxruntime.version: String should match pattern"),
     ("[platforms.amd64.frameworks.tensorrt]", "[platforms.amd64.frameworks.tensorflow]",
-     "platforms.amd64.frameworks: unknown framework 'tensorflow'; valid: pytorch"),
+     "platforms.amd64.frameworks: unknown framework 'tensorflow'; valid: onnxruntime, "),
     ('python = "3.11"', 'python = "three"', "platforms.amd64.python: String should match"),
     ("schema = 1", "schema = 2", "schema: Input should be 1"),
     ('arch = "amd64"', 'arch = "riscv64"', "platforms.amd64.arch: Input should be 'amd64' or"),
@@ -170,12 +170,13 @@ def test_selection_names_what_is_valid():
     loaded = matrix.load()
     with pytest.raises(UserError, match="unknown platform 'jetson'; valid: amd64, arm64"):
         loaded.selection("jetson")
-    with pytest.raises(UserError, match="unknown framework 'tf'; valid: pytorch, onnxruntime"):
+    with pytest.raises(UserError,
+                       match="unknown framework 'tf'; valid: onnxruntime, onnxruntime-training, p"):
         loaded.selection("amd64", "tf")
     with pytest.raises(UserError, match="onnxruntime-training is not supported on arm64: no"):
         loaded.selection("arm64", "onnxruntime-training")
-    assert loaded.selection("amd64") == [("amd64", "pytorch"), ("amd64", "onnxruntime"),
-                                         ("amd64", "onnxruntime-training")]
+    assert loaded.selection("amd64") == [("amd64", "onnxruntime"),
+                                         ("amd64", "onnxruntime-training"), ("amd64", "pytorch")]
 
 
 def test_the_hash_depends_on_the_entry_not_on_the_formatting(tmp_path):
@@ -292,7 +293,8 @@ def test_version_matching_is_exact_for_pins_and_prefix_for_short_ones():
 
 @pytest.mark.parametrize("args, expected", [
     (["build", "--platform", "jetson"], "unknown platform 'jetson'; valid: amd64, arm64"),
-    (["build", "--framework", "tf"], "unknown framework 'tf'; valid: pytorch, onnxruntime"),
+    (["build", "--framework", "tf"],
+     "unknown framework 'tf'; valid: onnxruntime, onnxruntime-training, pytorch"),
     (["build", "--platform", "arm64", "--framework", "tensorrt"],
      "tensorrt is not supported on arm64: a Raspberry Pi 4 has no NVIDIA GPU"),
     (["build", "--platform", "amd64"], "no Docker engine answers at tcp://127.0.0.1:9"),

@@ -62,7 +62,7 @@ def test_harness_overhead_job_compares_alternating_blocks_on_one_session(tmp_pat
     import math
 
     from toolkit.device import models
-    from toolkit.device.inference.ort import harness_overhead
+    from toolkit.device.backends.onnxruntime.inference import harness_overhead
     from toolkit.device.models.export import export_onnx
     from toolkit.results import record_values
 

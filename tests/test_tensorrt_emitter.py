@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests import fake_tensorrt as fake
-from toolkit.device.tensorrt import emitter
-from toolkit.device.tensorrt.adapter import Adapter, parse_version
+from toolkit.device.backends.tensorrt import emitter
+from toolkit.device.backends.tensorrt.adapter import Adapter, parse_version
 from toolkit.device.training import numpy_reference as ref
 from toolkit.device.training import step_graph as sg
 
@@ -177,9 +177,8 @@ def test_version_parsing():
 
 def test_device_modules_import_without_tensorrt_or_pycuda():
     code = ("import sys; sys.modules['tensorrt'] = None; sys.modules['pycuda'] = None\n"
-            "import toolkit.device.tensorrt.adapter, toolkit.device.tensorrt.emitter\n"
-            "import toolkit.device.tensorrt.training, toolkit.device.tensorrt.inference\n"
-            "import toolkit.device.tensorrt.runtime\n"
+            "from toolkit.device.backends.tensorrt import adapter, emitter, inference\n"
+            "from toolkit.device.backends.tensorrt import runtime, training\n"
             "import toolkit.device.training.step_graph, toolkit.device.training.numpy_reference\n"
             "bad = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]\n"
             "assert not bad, bad\n")

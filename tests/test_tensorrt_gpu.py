@@ -16,7 +16,7 @@ NARROW = [8, 8, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32]
 
 
 def _stack_or_reason():
-    from toolkit.device.tensorrt import runtime
+    from toolkit.device.backends.tensorrt import runtime
 
     try:
         return runtime.require_stack(), None
@@ -43,8 +43,8 @@ def _job(precision="fp32", freeze=0, **settings):
 
 
 def _trainer(stack, cfg, precision="fp32", strongly=False, conv_mode=None):
-    from toolkit.device.tensorrt import runtime, training
-    from toolkit.device.tensorrt.adapter import Adapter
+    from toolkit.device.backends.tensorrt import runtime, training
+    from toolkit.device.backends.tensorrt.adapter import Adapter
 
     trt, cuda = stack
     adapter = Adapter(trt)
@@ -61,7 +61,7 @@ def _trainer(stack, cfg, precision="fp32", strongly=False, conv_mode=None):
 @pytest.mark.parametrize("freeze,conv_mode", [(0, None), (5, None), (0, "im2col")])
 def test_engine_steps_match_the_numpy_reference(stack, freeze, conv_mode):
     """Three fp32 steps with buffer swapping: loss and every state tensor as the reference."""
-    from toolkit.device.tensorrt import runtime
+    from toolkit.device.backends.tensorrt import runtime
 
     cfg = sg.StepConfig("vgg16", NARROW, 10, 8, 32, freeze, 5e-4, 0.9)
     with runtime.CudaContext(stack[1]):
@@ -85,8 +85,8 @@ def test_engine_steps_match_the_numpy_reference(stack, freeze, conv_mode):
 @pytest.mark.gpu
 @pytest.mark.parametrize("strongly", [False, True])
 def test_fp16_engine_trains(stack, strongly):
-    from toolkit.device.tensorrt import runtime
-    from toolkit.device.tensorrt.adapter import Adapter
+    from toolkit.device.backends.tensorrt import runtime
+    from toolkit.device.backends.tensorrt.adapter import Adapter
 
     if strongly and not Adapter(stack[0]).has_strong_typing:
         pytest.skip("strongly typed networks need TensorRT >= 10")
@@ -105,7 +105,7 @@ def test_fp16_engine_trains(stack, strongly):
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_training_cell_reports_step_time_memory_and_losses(stack, precision, tmp_path):
-    from toolkit.device.tensorrt import training
+    from toolkit.device.backends.tensorrt import training
 
     job = _job(precision)
     job["artifacts"]["engine_cache_dir"] = str(tmp_path)
@@ -123,7 +123,7 @@ def test_inference_cell_times_like_trtexec(stack, tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    from toolkit.device.tensorrt import inference
+    from toolkit.device.backends.tensorrt import inference
 
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3],
                            np.random.default_rng(0).standard_normal(108).astype(np.float32))
@@ -153,7 +153,7 @@ def test_cells_are_not_run_without_tensorrt_or_gpu():
     found, reason = _stack_or_reason()
     if found is not None:
         pytest.skip("TensorRT and a GPU are present: gating is exercised by the gpu tests")
-    from toolkit.device.tensorrt import inference, training
+    from toolkit.device.backends.tensorrt import inference, training
 
     for module, job in ((training, _job()), (inference, {"coords": {"batch": 1}})):
         with pytest.raises(NotRun) as info:

@@ -9,11 +9,14 @@ import pytest
 from fake_tensorrt import make_trt
 
 from toolkit.device import data
+from toolkit.device.backends.onnxruntime_training import trainer as ort_trainer
+from toolkit.device.backends.pytorch import trainer as torch_trainer
+from toolkit.device.backends.tensorrt import adapter as adapters
+from toolkit.device.backends.tensorrt import inference, runtime, training
 from toolkit.device.measure.sampling import Protocol
 from toolkit.device.results import NotRun
-from toolkit.device.tensorrt import adapter as adapters
-from toolkit.device.tensorrt import inference, runtime, training
-from toolkit.device.training import common, ort_trainer, scenario, torch_trainer
+from toolkit.device.scenarios import training as scenario
+from toolkit.device.training import common
 
 ALIVE = weakref.WeakSet()  # every stand-in TensorRT object not yet freed
 

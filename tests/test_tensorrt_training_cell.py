@@ -10,8 +10,8 @@ import fake_gpu_stack
 import numpy as np
 import pytest
 
+from toolkit.device.backends.tensorrt import runtime, training
 from toolkit.device.results import NotRun
-from toolkit.device.tensorrt import runtime, training
 
 PROTOCOL = {"warmup_count": 1, "warmup_seconds": 0.0, "min_count": 3, "min_seconds": 0.0,
             "max_seconds": 30.0, "max_cv": 10.0}

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from toolkit.device import job as device_job
+from toolkit.device.backends.onnxruntime_training import trainer as ort_trainer
+from toolkit.device.backends.pytorch import trainer as torch_trainer
 from toolkit.device.models import build_model, count_macs, full_widths
 from toolkit.device.results import NotRun
-from toolkit.device.training import common, ort_trainer, peak, torch_trainer
+from toolkit.device.training import common, peak
 from toolkit.device.training.flops import conv_shapes, conv_taps, layer_macs, training_flops
 from toolkit.device.training.freeze import conv_blocks, freeze_spec
 
@@ -194,9 +196,7 @@ def test_cuda_training_cells_record_device_memory(precision, freeze):
     assert all(np.isfinite(result["samples"]["loss"]["values"]))
 
 
-def test_torch_job_through_the_entry_point(monkeypatch, tmp_path):
-    monkeypatch.setitem(device_job._HANDLERS, "training",
-                        {"pytorch": "toolkit.device.training.torch_trainer:run"})
+def test_torch_job_through_the_entry_point(tmp_path):
     result = device_job.execute(job_dict(freeze=3, train_size=50000))
     json.dumps(result)  # the result file must be plain JSON
     assert result["status"] == "ok", result["reason"]
@@ -232,7 +232,7 @@ def ort_cache(tmp_path_factory):
 
 
 def make_artifacts(cache, freeze, widths=SMALL, optimizer="sgd"):
-    from toolkit.device.training import ort_artifacts
+    from toolkit.device.backends.onnxruntime_training import artifacts as ort_artifacts
 
     job = {"kind": "ort_training_artifacts", "coords": {"framework": "pytorch", "freeze": freeze},
            "settings": {"model": "vgg16", "widths": widths, "seed": 0, "optimizer": optimizer},
@@ -241,7 +241,7 @@ def make_artifacts(cache, freeze, widths=SMALL, optimizer="sgd"):
 
 
 def test_ort_training_imports_no_torch():
-    code = ("import sys; from toolkit.device.training import ort_trainer as t; "
+    code = ("import sys; from toolkit.device.backends.onnxruntime_training import trainer as t; "
             "t.import_training_api(); import onnxruntime.training.api as a; "
             "assert a.CheckpointState and 'torch' not in sys.modules, sorted(sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -425,9 +425,7 @@ def test_ort_not_run_reasons(ort_cache):
         ort_trainer.run(job)
 
 
-def test_ort_job_through_the_entry_point(ort_cache, monkeypatch):
-    monkeypatch.setitem(device_job._HANDLERS, "training", {
-        "onnxruntime-training": "toolkit.device.training.ort_trainer:run"})
+def test_ort_job_through_the_entry_point(ort_cache):
     make_artifacts(ort_cache, 0)
     job = job_dict("onnxruntime-training")
     job["artifacts"]["cache_dir"] = str(ort_cache)

@@ -1,4 +1,4 @@
-"""The training scenario (toolkit.device.training.scenario) owns a cell's sequence once: a new
+"""The training scenario (toolkit.device.scenarios.training) owns a cell's sequence once: a new
 backend that implements its small interface gets every standard part (protocol, max_steps,
 records, evaluation, result) without writing any of it (the TensorRT backend on CPU stand-ins:
 test_tensorrt_training_cell.py)."""
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from toolkit.device.results import NotRun
-from toolkit.device.training import common, scenario
+from toolkit.device.scenarios import training as scenario
+from toolkit.device.training import common
 
 PROTOCOL = {"warmup_count": 1, "warmup_seconds": 0.0, "min_count": 3, "min_seconds": 0.0,
             "max_seconds": 30.0, "max_cv": 10.0}

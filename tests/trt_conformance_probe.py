@@ -22,8 +22,8 @@ import traceback
 import numpy as np
 import tensorrt_bindings as real
 
-from toolkit.device.tensorrt import adapter as adapters
-from toolkit.device.tensorrt import inference, training
+from toolkit.device.backends.tensorrt import adapter as adapters
+from toolkit.device.backends.tensorrt import inference, training
 from toolkit.device.training import step_graph as sg
 
 PREFIX = "tensorrt_bindings.tensorrt."

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from toolkit import frameworks
 from toolkit.experiments.cells import Cell, stable_hash
 
-# Frameworks whose inference cells load an ONNX export of the cell's model.
-ONNX_CONSUMERS = ("onnxruntime", "tensorrt")
 # Data sets made by host-side libraries the images lack (digits: scikit-learn): training cells
 # read them from an .npz written on the host.
 HOST_MADE_DATASETS = ("digits",)
@@ -176,7 +175,7 @@ def prepare(cell: Cell, cache_root: Path, run: JobRunner,
         trained = json.loads(result_path.read_text())
         records.append(("accuracy", float(trained["max_test_acc"]), "ratio"))
         records.append(("accuracy_final", float(trained["final_test_acc"]), "ratio"))
-    if cell.coords["framework"] in ONNX_CONSUMERS:
+    if frameworks.reads_onnx(cell.coords["framework"]):
         paths["onnx"] = str(_ensure(onnx_export_job(cell, settings["widths"], cache_root), run,
                                     timeout))
     return settings, paths, records

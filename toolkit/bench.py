@@ -167,8 +167,8 @@ def training_throughput(workdir: Path) -> Figures:
     import io
 
     from toolkit.device import models
+    from toolkit.device.backends.pytorch.accuracy import train_accuracy
     from toolkit.device.data import load_dataset
-    from toolkit.device.training.pytorch_accuracy import train_accuracy
 
     dataset = load_dataset("synthetic")
     figures: Figures = {}

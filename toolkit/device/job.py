@@ -12,43 +12,36 @@ import sys
 import time
 import traceback
 
+from toolkit.device import backends
 from toolkit.device.measure import memory
 from toolkit.device.results import NotRun
 
-# kind -> framework -> "module:function"; modules are imported only when their job runs.
-_HANDLERS = {
-    "inference": {"onnxruntime": "toolkit.device.inference.ort:run",
-                  "tensorrt": "toolkit.device.tensorrt.inference:run"},
-    "training": {"pytorch": "toolkit.device.training.torch_trainer:run",
-                 "onnxruntime-training": "toolkit.device.training.ort_trainer:run",
-                 "tensorrt": "toolkit.device.tensorrt.training:run"},
-    "ort_training_artifacts": {"pytorch": "toolkit.device.training.ort_artifacts:generate"},
-    "peak": {"pytorch": "toolkit.device.training.peak:run_torch",
-             "numpy": "toolkit.device.training.peak:run_numpy"},
-    "harness_overhead": {"onnxruntime": "toolkit.device.inference.ort:harness_overhead"},
-    "export_onnx": {"pytorch": "toolkit.device.prepare:export_onnx"},
-    "export_dataset": {"numpy": "toolkit.device.prepare:export_dataset"},
-    "neuralscale_search": {"pytorch": "toolkit.device.prepare:neuralscale_search"},
-    "train_accuracy": {"pytorch": "toolkit.device.prepare:train_accuracy"},
-    "selftest": {"python": "toolkit.device.selftest:run"},
+# Jobs that need no framework, only numpy or the interpreter, so they run in every image:
+# (kind, coords["framework"]) -> "module:function". Frameworks' jobs: toolkit/device/backends.
+_FRAMEWORK_FREE = {
+    ("peak", "numpy"): "toolkit.device.training.peak:run_numpy",
+    ("export_dataset", "numpy"): "toolkit.device.dataset_export:export_dataset",
+    ("selftest", "python"): "toolkit.device.selftest:run",
 }
 
 
 def _handler(job):
     # type: (Dict[str, Any]) -> Callable[[Dict[str, Any]], Dict[str, Any]]
-    by_framework = _HANDLERS.get(job["kind"])
-    if by_framework is None:
-        raise NotRun("unknown job kind '{}'".format(job["kind"]))
-    target = by_framework.get(job["coords"]["framework"])
+    kind, framework = job["kind"], job["coords"]["framework"]
+    target = _FRAMEWORK_FREE.get((kind, framework)) or backends.target(kind, framework)
     if target is None:
+        runs = sorted(name for name, backend in backends.registered().items()
+                      if kind in backend.jobs)
+        runs += sorted(f for k, f in _FRAMEWORK_FREE if k == kind)
+        if not runs:
+            raise NotRun("unknown job kind '{}'".format(kind))
         raise NotRun("no {} backend for framework '{}' (available: {})".format(
-            job["kind"], job["coords"]["framework"], ", ".join(sorted(by_framework))))
+            kind, framework, ", ".join(runs)))
     module_name, function = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise NotRun("{} is not installed here ({})".format(
-            job["coords"]["framework"], error)) from None
+        raise NotRun("{} is not installed here ({})".format(framework, error)) from None
     return getattr(module, function)
 
 

@@ -109,7 +109,7 @@ class InferenceSettings(_Settings):
     @classmethod
     def _training_config(cls, overrides: dict[str, object]) -> dict[str, object]:
         if overrides:
-            from toolkit.device.training.pytorch_accuracy import training_config
+            from toolkit.device.backends.pytorch.accuracy import training_config
 
             try:
                 training_config(**overrides)

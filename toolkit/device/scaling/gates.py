@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.device.backends.pytorch import accuracy as training
+
 from .. import models
-from ..training import pytorch_accuracy as training
 from . import PRUNE_STOPS
 
 _ONE_LEFT = "layer {} has one live channel (eugenelet/NeuralScale prune.py stop)"

@@ -1,5 +1,2 @@
-"""Training backends of the device side (PyTorch, ONNX Runtime Training, TensorRT).
-
-`pytorch_accuracy`: the accuracy protocol (train from scratch, max test accuracy over epochs)
-with result caching and checkpoints.
-"""
+"""Framework-neutral training parts: the data and timed loop (common), FLOP counts (flops),
+layer freezing (freeze), the step graph and its NumPy reference executor, the measured peak."""

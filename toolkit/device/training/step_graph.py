@@ -6,7 +6,8 @@ name each other's nodes, and split across files they could only be read together
 
 Why this shape: every node is ONE TensorRT layer (same op, same attributes, same output shape),
 so the NumPy reference executor (numpy_reference.py) runs exactly the computation the TensorRT
-emitter (toolkit/device/tensorrt/emitter.py) builds; a test walks both and checks they agree.
+emitter (toolkit/device/backends/tensorrt/emitter.py) builds; a test walks both and checks they
+agree.
 Compound steps (conv weight gradient = nine shifted slices, each a matrix multiply; BatchNorm
 backward from reductions and elementwise layers; ...) are helper functions that append nodes.
 

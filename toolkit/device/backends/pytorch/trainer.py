@@ -1,7 +1,7 @@
 """PyTorch training cell: VGG on CIFAR-shaped data with layer freezing and reduced precision.
 
 Job fields: see toolkit.device.training.common. The sequence (data, timed loop, records, result)
-is the training scenario's (toolkit.device.training.scenario); TorchBackend builds the model
+is the training scenario's (toolkit.device.scenarios.training); TorchBackend builds the model
 and optimizer, steps and evaluates. The timed region is exactly one optimizer step (zero grads,
 forward, loss, backward, update; on CUDA followed by a synchronize) on float32 tensors prepared
 before timing; the loss of every step is kept as a sample series.
@@ -33,7 +33,8 @@ import time
 from toolkit.device.measure.cpu_peak import native_bf16, read_cpuinfo
 from toolkit.device.measure.gpu_memory import MemoryProbe
 from toolkit.device.results import NotRun
-from toolkit.device.training import common, scenario
+from toolkit.device.scenarios import training as scenario
+from toolkit.device.training import common
 from toolkit.device.training.flops import training_flops
 from toolkit.device.training.freeze import freeze_spec
 
@@ -214,7 +215,7 @@ class _Null(object):
 
 
 class TorchBackend(scenario.TrainingBackend):
-    """PyTorch's side of the training scenario (toolkit.device.training.scenario)."""
+    """PyTorch's side of the training scenario (toolkit.device.scenarios.training)."""
 
     name = "pytorch"
 

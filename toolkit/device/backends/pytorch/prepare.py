@@ -1,4 +1,4 @@
-"""Preparation jobs: artifacts that measured cells consume (run in the PyTorch environment)."""
+"""Preparation jobs that need PyTorch: artifacts that measured cells consume."""
 import json
 import os
 import time
@@ -51,8 +51,8 @@ def train_accuracy(job):
     """Train one architecture for its accuracy; the result JSON is the artifact."""
     import torch
 
+    from toolkit.device.backends.pytorch.accuracy import train_accuracy as train
     from toolkit.device.data import load_dataset
-    from toolkit.device.training.pytorch_accuracy import train_accuracy as train
 
     settings, target = job["settings"], job["artifacts"]["accuracy"]
     dataset = load_dataset(settings["dataset"], seed=int(settings["seed"]))
@@ -65,14 +65,3 @@ def train_accuracy(job):
     os.replace(tmp, target)
     return {"records": [("accuracy", float(result["max_test_acc"]), "ratio")],
             "versions": {"torch": torch.__version__}}
-
-
-def export_dataset(job):
-    # type: (Dict[str, Any]) -> Dict[str, Any]
-    """The job's data set as an .npz file for jobs in images without the library that makes it."""
-    from toolkit.device import data
-    from toolkit.device.training.common import load_data
-
-    dataset = load_data(job)
-    data.save_npz(dataset, job["artifacts"]["dataset_file"])
-    return {"records": [], "dataset": dataset.describe()}

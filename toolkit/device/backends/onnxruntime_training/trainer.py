@@ -1,13 +1,13 @@
 """ONNX Runtime Training cell: train from pre-generated artifacts, without importing torch.
 
 Two jobs (the split keeps PyTorch, ~500 MB of RSS, out of the measured process):
-1. kind "ort_training_artifacts", framework "pytorch" (toolkit.device.training.ort_artifacts):
+1. kind "ort_training_artifacts", framework "pytorch" (artifacts.py beside this module):
    export + generate_artifacts into `<cache_dir>/<artifact_key>/`, reused when present.
 2. kind "training", framework "onnxruntime-training" (this module, `run`): onnxruntime + numpy
    only. It finds the artifacts from the same job fields (artifacts "cache_dir", or
    "ort_training_dir" pointing at the directory directly) and is "not run" when they are absent.
    The sequence (data, timed loop, records, result) is the training scenario's
-   (toolkit.device.training.scenario); OrtBackend opens the session, steps and evaluates.
+   (toolkit.device.scenarios.training); OrtBackend opens the session, steps and evaluates.
 
 The timed region is one optimizer step: `module(x, y)` (forward + backward), `optimizer.step()`,
 `module.lazy_reset_grad()`. Other job fields: see toolkit.device.training.common; ORT-specific
@@ -42,7 +42,8 @@ import time
 import types
 
 from toolkit.device.results import NotRun
-from toolkit.device.training import common, scenario
+from toolkit.device.scenarios import training as scenario
+from toolkit.device.training import common
 from toolkit.device.training.flops import training_flops
 from toolkit.device.training.freeze import freeze_spec
 
@@ -253,7 +254,7 @@ def check_device_precision(ort, device, precision):
 
 
 class OrtBackend(scenario.TrainingBackend):
-    """ONNX Runtime Training's side of the training scenario (toolkit.device.training.scenario):
+    """ONNX Runtime Training's side of the training scenario (toolkit.device.scenarios.training):
     onnxruntime + numpy only."""
 
     name = "onnxruntime-training"

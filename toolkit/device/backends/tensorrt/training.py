@@ -22,7 +22,7 @@ Records: setup stages, first_step, step_time_* (common.step_records), gpu_step_t
 system memory deltas too, engine device memory, peak RSS, the loss trajectory.
 
 The sequence (data, timed loop, the common records, the result) is the training scenario's
-(toolkit.device.training.scenario); TrtBackend holds what is TensorRT's: the CUDA context as
+(toolkit.device.scenarios.training); TrtBackend holds what is TensorRT's: the CUDA context as
 its scope, the engine, the step and the engine's own records.
 """
 import contextlib
@@ -30,11 +30,12 @@ import time
 
 import numpy as np
 
+from toolkit.device.backends.tensorrt import emitter, runtime
+from toolkit.device.backends.tensorrt.adapter import Adapter
 from toolkit.device.measure.stats import summarize
 from toolkit.device.results import NotRun
-from toolkit.device.tensorrt import emitter, runtime
-from toolkit.device.tensorrt.adapter import Adapter
-from toolkit.device.training import common, scenario
+from toolkit.device.scenarios import training as scenario
+from toolkit.device.training import common
 from toolkit.device.training import numpy_reference as ref
 from toolkit.device.training import step_graph as sg
 from toolkit.device.training.flops import training_flops
@@ -159,7 +160,7 @@ class TrtTrainer(object):
 
 
 class TrtBackend(scenario.TrainingBackend):
-    """TensorRT's side of the training scenario (toolkit.device.training.scenario): the scope
+    """TensorRT's side of the training scenario (toolkit.device.scenarios.training): the scope
     is the CUDA context, and the engine is released in it, before the context is popped."""
 
     def __init__(self):

@@ -26,9 +26,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .. import data as data_mod
-from .. import models
-from ..errors import UserError
+from toolkit.device import data as data_mod
+from toolkit.device import models
+from toolkit.device.errors import UserError
 
 CACHE_FORMAT = 1  # bump when the training loop changes what a config produces
 

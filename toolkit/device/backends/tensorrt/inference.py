@@ -22,12 +22,12 @@ import time
 
 import numpy as np
 
+from toolkit.device.backends.tensorrt import runtime
+from toolkit.device.backends.tensorrt.adapter import Adapter
 from toolkit.device.measure import memory
 from toolkit.device.measure.sampling import Protocol, sample
 from toolkit.device.measure.stats import summarize
 from toolkit.device.results import NotRun, latency_records, memory_records
-from toolkit.device.tensorrt import runtime
-from toolkit.device.tensorrt.adapter import Adapter
 
 GIB = 1 << 30
 

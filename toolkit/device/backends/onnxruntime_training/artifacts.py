@@ -43,8 +43,12 @@ import warnings
 import torch
 from torch import nn
 
+from toolkit.device.backends.onnxruntime_training.trainer import (
+    ARTIFACT_FILES,
+    artifact_key,
+    key_fields,
+)
 from toolkit.device.training.freeze import freeze_spec
-from toolkit.device.training.ort_trainer import ARTIFACT_FILES, artifact_key, key_fields
 
 
 class FrozenBatchNorm(nn.Module):
@@ -142,8 +146,8 @@ def build_artifacts(directory, fields):
     from onnxruntime.training import artifacts as ort_artifacts
     from onnxruntime.training import onnxblock
 
+    from toolkit.device.backends.pytorch.trainer import set_train_mode
     from toolkit.device.models import build_model
-    from toolkit.device.training.torch_trainer import set_train_mode
 
     onnxruntime.set_default_logger_severity(3)
     spec = freeze_spec(fields["model"], fields["freeze"])

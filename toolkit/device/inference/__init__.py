@@ -1,1 +1,0 @@
-"""Inference backends: one module per framework, each exposing run(job) -> result dict."""
