@@ -22,7 +22,7 @@ def user_errors(body):
 
     @functools.wraps(body)
     def wrapper(*args, **kwargs):
-        from toolkit.device.errors import UserError
+        from toolkit.errors import UserError
 
         try:
             return body(*args, **kwargs)
@@ -155,7 +155,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
 
     console = Console(stderr=True, soft_wrap=True)
     if hosts:
-        from toolkit.device.errors import UserError
+        from toolkit.errors import UserError
         from toolkit.fleet import run as fleet
 
         if runner == "host":

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from toolkit import bench_files
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 

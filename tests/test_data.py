@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from toolkit.device import data
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 
 def _md5(blob: bytes) -> str:

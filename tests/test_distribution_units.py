@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images import matrix, naming
 from toolkit.images.share import archive, registry, verify
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 
 from toolkit import pipeline
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.fleet import inventory
 from toolkit.fleet import manifest as fleets
 from toolkit.fleet.compare import device_table

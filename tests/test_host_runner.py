@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.results import record_values
 from toolkit.runners.base import parse_cpuset
 from toolkit.runners.host import HostRunner

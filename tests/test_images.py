@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images import build as builder
 from toolkit.images import matrix, smoke
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 from toolkit.device import versions
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images import build as builder
 from toolkit.images import matrix, naming, wheels
 

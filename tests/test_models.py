@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.device import models
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 RATIOS = (0.25, 0.5, 0.75, 1.0)

@@ -9,8 +9,8 @@ import pytest
 from conftest import synthetic_neuralscale_fit
 
 from toolkit.device import models
-from toolkit.device.errors import UserError
 from toolkit.device.scaling import neuralscale as ns
+from toolkit.errors import UserError
 
 GEALY_MODELS = ("vgg11", "mobilenetv2", "preact_resnet18", "resnet50")
 

@@ -19,8 +19,8 @@ def test_a_jetson_knows_its_l4t_release(text, release):
 def test_a_jetson_builds_and_runs_its_own_platform(tmp_path):
     """`invoke build` and `run` default to this machine's platform: its L4T release on a
     Jetson (not amd64); a release the matrix lacks is one line naming the valid ones."""
-    from toolkit.device.errors import UserError
     from toolkit.environment import local_platform
+    from toolkit.errors import UserError
 
     known = list(matrix.load().platforms)
     release = tmp_path / "nv_tegra_release"

@@ -11,9 +11,9 @@ from conftest import DATA
 
 from toolkit import artifacts
 from toolkit.device import models
-from toolkit.device.errors import UserError
 from toolkit.device.scaling import neuralscale as ns
 from toolkit.device.scaling import published
+from toolkit.errors import UserError
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import Cell, expand
 

@@ -138,7 +138,7 @@ def test_paired_ratio_interval_ignores_drift_that_hits_both_sides():
 
 
 def test_a_run_from_before_rounds_is_migrated_when_opened(tmp_path):
-    from toolkit.device.errors import UserError
+    from toolkit.errors import UserError
     from toolkit.results import FORMAT, FORMAT_KEY
 
     run = tmp_path / "old"

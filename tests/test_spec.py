@@ -1,7 +1,7 @@
 import pytest
 from conftest import DATA, TINY_SPEC
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import expand
 

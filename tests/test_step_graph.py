@@ -257,7 +257,7 @@ def test_freeze_all_trains_the_classifier_only():
 
 
 def test_missing_frozen_values_are_an_error():
-    from toolkit.device.errors import UserError
+    from toolkit.errors import UserError
 
     with pytest.raises(UserError, match="frozen values missing"):
         sg.build_vgg_step(sg.StepConfig("vgg16", freeze=2))

@@ -62,7 +62,7 @@ def test_freeze_spec_partitions_the_models_parameters(freeze):
 
 
 def test_freeze_rejects_out_of_range():
-    from toolkit.device.errors import UserError
+    from toolkit.errors import UserError
 
     assert len(conv_blocks("vgg16")) == 13 and len(conv_blocks("vgg11")) == 8
     for bad in (-1, 14, 1.5, True):

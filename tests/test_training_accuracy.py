@@ -6,7 +6,7 @@ import pytest
 
 from toolkit.device import data, models
 from toolkit.device.backends.pytorch import accuracy as pa
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 TINY = {"epochs": 2, "batch": 32, "max_batches_per_epoch": 3, "log_every": 1}
 WIDTHS = models.scale_widths("vgg11", 0.0625)  # [4, 8, 16, 16, 32, 32, 32, 32]

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from toolkit import artifacts, bench_files
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import expand
 from toolkit.results import RunStore, record_values

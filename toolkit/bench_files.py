@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 FORMAT = "edgerepro.bench/2"
 # cpuinfo flags that change which kernels the frameworks pick (x86 "flags", ARM "Features").

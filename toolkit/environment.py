@@ -93,7 +93,7 @@ def local_platform(known: Iterable[str], release_file: Path = L4T_RELEASE) -> st
     if release is not None:
         name = f"l4t-{release}"
         if name not in known:
-            from toolkit.device.errors import UserError
+            from toolkit.errors import UserError
 
             raise UserError(f"this Jetson runs L4T {release}, which the version matrix does "
                             f"not pin; valid: {', '.join(p for p in known if p.startswith('l4t'))}"

@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = Path(__file__).parent / "experiments" / "selftest"

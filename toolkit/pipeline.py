@@ -9,9 +9,9 @@ from rich.console import Console
 
 from toolkit import preflight
 from toolkit import rounds as cell_rounds
-from toolkit.device.errors import UserError
 from toolkit.environment import describe_host
 from toolkit.environment import device_type as describe_device_type
+from toolkit.errors import UserError
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import Cell, expand
 from toolkit.results import RunStore, latest_run, list_runs, new_run_id

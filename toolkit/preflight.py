@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from toolkit.device.data import verify_cifar
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.experiments.cells import Cell
 
 CIFAR_SETS = ("cifar10", "cifar100")

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from toolkit import rounds as cell_rounds
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.experiments.cells import COORDINATES
 
 # Per-cell fields of cells.parquet besides the coordinates (and `widths`: the model's layer

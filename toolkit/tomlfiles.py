@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import UserError
+from toolkit.errors import UserError
 
 DATA_ENV = "EDGEREPRO_DATA"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"

@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolkit import frameworks
-from toolkit.device.errors import UserError
 from toolkit.device.models import MODEL_NAMES
+from toolkit.errors import UserError
 from toolkit.tomlfiles import read_toml
 
 SPEC_DIR = Path(__file__).parent

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.experiments.spec import describe_validation_error
 from toolkit.tomlfiles import read_toml
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.results import RunStore, new_run_id, write_json_atomically
 
 FLEET_FILE = "fleet.json"

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from toolkit import pipeline, preflight
-from toolkit.device.errors import UserError
 from toolkit.environment import describe_host
+from toolkit.errors import UserError
 from toolkit.experiments.cells import Cell
 from toolkit.experiments.spec import ResolvedExperiment
 from toolkit.fleet import engines

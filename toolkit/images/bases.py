@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.engine import find_image
 from toolkit.images.matrix import Base, Matrix
 

@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from rich.console import Console
 from rich.text import Text
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images import bases, wheels
 from toolkit.images.engine import connect, default_platform, engine_or_none, find_image
 from toolkit.images.matrix import CONTAINERS, Matrix, load

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from toolkit import frameworks
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images import bases
 from toolkit.images.engine import engine_or_none
 

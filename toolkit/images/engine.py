@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.matrix import load
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit import frameworks
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.experiments.spec import describe_validation_error
 from toolkit.tomlfiles import read_toml
 

@@ -50,8 +50,10 @@ def expected(matrix: Matrix, platform: str, framework: str, base_id: str = "") -
 # -- device code ---------------------------------------------------------------------------------
 
 def device_files() -> list[tuple[str, Path]]:
-    """The device side of toolkit: all that the image gets of this repository."""
-    files = [("app/toolkit/__init__.py", REPO / "toolkit" / "__init__.py")]
+    """The device side of toolkit: all that the image gets of this repository (errors.py is
+    shared by both sides)."""
+    files = [("app/toolkit/__init__.py", REPO / "toolkit" / "__init__.py"),
+             ("app/toolkit/errors.py", REPO / "toolkit" / "errors.py")]
     for path in sorted((REPO / "toolkit" / "device").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             files.append((f"app/{path.relative_to(REPO).as_posix()}", path))

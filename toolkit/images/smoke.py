@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images import bases
 from toolkit.images.matrix import ARCHES, Matrix, version_matches
 from toolkit.images.naming import MANIFEST

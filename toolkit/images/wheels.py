@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.matrix import ARCHES, CONTAINERS, Matrix, canonical
 
 WHEELHOUSE = CONTAINERS / "wheelhouse"

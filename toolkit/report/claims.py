@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from toolkit import intervals
 from toolkit import rounds as cell_rounds
 from toolkit.derived import metric_value
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.experiments.spec import PROFILES, describe_validation_error
 from toolkit.tomlfiles import read_toml
 

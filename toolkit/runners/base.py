@@ -67,7 +67,7 @@ def tail(path: Path, lines: int = 20) -> str:
 
 def parse_cpuset(text: str) -> list[int]:
     """CPUs of a cpuset string ("0-1,3"), checked against the CPUs this process may use."""
-    from toolkit.device.errors import UserError
+    from toolkit.errors import UserError
 
     allowed = sorted(os.sched_getaffinity(0))
     cpus: set[int] = set()
@@ -88,7 +88,7 @@ def data_directory() -> Path | None:
     """The directory of local data sets ($EDGEREPRO_DATA, which `invoke run --data` sets): host
     jobs inherit the variable, containers get the directory mounted read-only."""
     from toolkit.device.data import DATA_ENV
-    from toolkit.device.errors import UserError
+    from toolkit.errors import UserError
 
     value = os.environ.get(DATA_ENV)
     if not value:

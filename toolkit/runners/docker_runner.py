@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.engine import find_image
 from toolkit.runners.base import JobOutcome, data_directory, read_result, tail
 

@@ -13,7 +13,8 @@ uniform baselines are the same architectures as theirs; note that float products
 import functools
 from typing import TYPE_CHECKING, List, Sequence
 
-from ..errors import UserError
+from toolkit.errors import UserError
+
 from . import mobilenetv2, preact_resnet, resnet, vgg
 
 if TYPE_CHECKING:  # annotations only: torch is imported lazily

@@ -2,7 +2,7 @@
 
 from typing import List, Sequence
 
-from ..errors import UserError
+from toolkit.errors import UserError
 
 
 def conv_out(size: int, stride: int) -> int:

@@ -10,7 +10,8 @@ architecture, so they live in LAYOUTS ('C' = conv, 'M' = max-pool), never in the
 
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import UserError
+from toolkit.errors import UserError
+
 from ._common import check_positive, check_widths
 
 if TYPE_CHECKING:  # annotations only: torch is imported lazily by build()

@@ -29,8 +29,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from toolkit.errors import UserError
+
 from .. import models
-from ..errors import UserError
 from . import PRUNE_STOPS
 
 ARTIFACT_FORMAT = "edgerepro.neuralscale/1"

@@ -44,8 +44,9 @@ import subprocess
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from toolkit.errors import UserError
+
 from .. import models
-from ..errors import UserError
 from . import neuralscale as ns
 
 REPOSITORY = "eugenelet/NeuralScale"

@@ -225,7 +225,7 @@ def opt_settings(settings):
     """The optimizer hyper-parameters with their defaults, as recorded."""
     name = str(settings.get("optimizer", "sgd")).lower()
     if name not in ("sgd", "adamw"):
-        from toolkit.device.errors import UserError
+        from toolkit.errors import UserError
 
         raise UserError("optimizer must be sgd or adamw, got {!r}".format(name))
     out = {"optimizer": name, "lr": float(settings.get("lr", 0.01 if name == "sgd" else 1e-3)),

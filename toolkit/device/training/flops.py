@@ -22,7 +22,8 @@ Per image, for layer l with M_l multiply-adds in the forward pass:
 So with no freezing, train = 3 * forward - 2 * M_0 (M_0 is the first conv: 0.6 % of VGG-16), and
 freezing the first k blocks removes both backward terms for them.
 """
-from ..errors import UserError
+from toolkit.errors import UserError
+
 from ..models import vgg
 from ..models._common import check_positive, check_widths
 

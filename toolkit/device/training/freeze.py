@@ -17,7 +17,8 @@ Names are the PyTorch state_dict names of `toolkit.device.models.torch_modules.V
 initializer names when constant folding is off, so one spec drives both frameworks.
 Pure python: the host can plan with it without torch.
 """
-from ..errors import UserError
+from toolkit.errors import UserError
+
 from ..models import vgg
 
 

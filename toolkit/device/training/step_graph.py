@@ -41,7 +41,8 @@ Pure python + numpy: importable on the device (Python 3.6) and on the host.
 """
 import numpy as np
 
-from ..errors import UserError
+from toolkit.errors import UserError
+
 from ..models import vgg
 
 ELEMENTWISE_OPS = ("sum", "sub", "prod", "div", "max", "equal", "greater")

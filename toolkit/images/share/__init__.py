@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.engine import connect, default_platform, find_image
 from toolkit.images.matrix import Matrix, load
 

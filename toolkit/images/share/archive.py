@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.engine import connect
 from toolkit.images.matrix import Matrix, load
 from toolkit.images.naming import expected_labels

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.engine import connect, default_platform
 from toolkit.images.matrix import CONTAINERS, Matrix, load
 from toolkit.images.naming import LABEL, REPO

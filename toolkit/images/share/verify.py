@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 from toolkit.images.engine import connect, default_platform, find_image
 from toolkit.images.matrix import ARCHES, Matrix, load, version_matches
 from toolkit.images.naming import LABEL, MANIFEST, device_code_digest, expected, expected_labels

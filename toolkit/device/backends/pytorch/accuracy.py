@@ -28,7 +28,7 @@ import numpy as np
 
 from toolkit.device import data as data_mod
 from toolkit.device import models
-from toolkit.device.errors import UserError
+from toolkit.errors import UserError
 
 CACHE_FORMAT = 1  # bump when the training loop changes what a config produces
 
