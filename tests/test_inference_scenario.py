@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 import pytest
 
-from toolkit.device.inference import scenario
+from toolkit.device.inference import ort, scenario
 from toolkit.device.results import NotRun
 
 PROTOCOL = {"warmup_count": 2, "warmup_seconds": 0.0, "min_count": 5, "min_seconds": 0.0,
@@ -100,6 +100,38 @@ def job(device="cpu", seed=7, **protocol):
             "protocol": dict(PROTOCOL, **protocol), "artifacts": {}}
 
 
+# What the cells returned before the scenario (their own sequence, at beea0a5), run on the tiny
+# model below: (name, unit) of every record, in order, and the sample series and settings.
+LATENCY = [("latency_" + k, "s") for k in ("iqr", "max", "mean", "min", "p50", "p90", "p99",
+                                           "std")] + [
+    ("latency_cv", "ratio"), ("latency_rcv", "ratio"), ("latency_n", "count"),
+    ("throughput", "1/s")]
+RSS_RECORDS = [("rss_baseline", "B"), ("rss_peak", "B"), ("model_memory", "B")]
+ORT_RECORDS = [("session_create", "s"), ("first_run", "s")] + LATENCY + RSS_RECORDS
+ORT_SETTINGS = {"providers", "intra_op_num_threads", "inter_op_num_threads", "execution_mode",
+                "graph_optimization_level", "enable_cpu_mem_arena", "enable_mem_pattern",
+                "training_addon_loaded"}
+TIMING = {"warmup_count", "warmup_seconds", "measure_seconds"}
+
+
+def tiny_onnx(path, batch=BATCH):
+    """Conv (4 maps, 3x3, no bias) + Relu on [batch] + INPUT_SHAPE, a static batch as the
+    toolkit's exports have."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3],
+                           np.random.default_rng(0).standard_normal(108).astype(np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["y"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["y"], ["output"])], "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch] + INPUT_SHAPE)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, 8, 8])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                ir_version=8), str(path))
+    return str(path)
+
+
 def records_of(result):
     records = {name: (value, unit) for name, value, unit in result["records"]}
     assert len(records) == len(result["records"]), "a record appears twice"
@@ -186,3 +218,36 @@ def test_the_scope_is_left_when_a_run_fails(rss):
     with pytest.raises(RuntimeError, match="run 4 failed"):
         scenario.run(job(), backend)
     assert backend.calls == ["init", "rss", "enter", "check", "load", "prepare", "exit"]
+
+
+def ort_job(path, **coords):
+    return {"kind": "inference",
+            "coords": dict({"framework": "onnxruntime", "device": "cpu", "precision": "fp32",
+                            "batch": BATCH}, **coords),
+            "settings": {"input_shape": list(INPUT_SHAPE), "seed": 0, "threads": 1,
+                         "cpu_mem_arena": True, "mem_pattern": True},
+            "artifacts": {"onnx": path}, "protocol": dict(PROTOCOL)}
+
+
+def test_the_onnxruntime_cell_returns_what_it_returned_before_the_scenario(tmp_path):
+    pytest.importorskip("onnxruntime")
+    result = ort.run(ort_job(tiny_onnx(tmp_path / "tiny.onnx")))
+    json.dumps(result)
+    assert [(n, u) for n, _, u in result["records"]] == ORT_RECORDS
+    assert set(result["samples"]) == {"latency"} and result["samples"]["latency"]["unit"] == "s"
+    assert set(result["settings"]) == ORT_SETTINGS
+    assert result["settings"]["providers"] == ["CPUExecutionProvider"]
+    assert result["settings"]["intra_op_num_threads"] == 1
+    assert set(result["versions"]) == {"onnxruntime", "numpy"}
+    assert set(result["timing"]) == TIMING and result["invalid"] is None
+    records = records_of(result)
+    assert records["latency_n"][0] == len(result["samples"]["latency"]["values"]) >= 5
+
+
+def test_the_onnxruntime_cell_checks_before_it_loads(tmp_path):
+    pytest.importorskip("onnxruntime")
+    missing = str(tmp_path / "absent.onnx")  # loading it would fail otherwise
+    with pytest.raises(NotRun, match="fp32 ONNX export; fp16 is not built"):
+        ort.run(ort_job(missing, precision="fp16"))
+    with pytest.raises(NotRun, match="no tpu in onnxruntime"):
+        ort.run(ort_job(missing, device="tpu"))
