@@ -4,15 +4,20 @@ protocol, latency and memory records, verdict, result) without writing any of it
 onnxruntime cell runs through it for real, the TensorRT cell on CPU stand-ins (fake_gpu_stack),
 and both return the records, series and settings the cells returned before the scenario."""
 import contextlib
+import inspect
 import json
+import sys
 import time
+import types
 import weakref
 
+import fake_gpu_stack
 import numpy as np
 import pytest
 
 from toolkit.device.inference import ort, scenario
 from toolkit.device.results import NotRun
+from toolkit.device.tensorrt import inference, runtime
 
 PROTOCOL = {"warmup_count": 2, "warmup_seconds": 0.0, "min_count": 5, "min_seconds": 0.0,
             "max_seconds": 30.0, "max_cv": 10.0}
@@ -112,6 +117,17 @@ ORT_SETTINGS = {"providers", "intra_op_num_threads", "inter_op_num_threads", "ex
                 "graph_optimization_level", "enable_cpu_mem_arena", "enable_mem_pattern",
                 "training_addon_loaded"}
 TIMING = {"warmup_count", "warmup_seconds", "measure_seconds"}
+# TensorRT: engine_plan_size, a setup record, now comes before first_run (it came right after).
+TRT_RECORDS = [("engine_build", "s"), ("engine_from_cache", "ratio"),
+               ("engine_deserialize", "s"), ("context_create", "s"), ("engine_plan_size", "B"),
+               ("first_run", "s")] + LATENCY + [
+    (part + k, "s") for part in ("gpu_compute_", "h2d_", "d2h_", "enqueue_")
+    for k in ("iqr", "max", "mean", "min", "p50", "p90", "p99", "std")] + [
+    ("engine_device_memory", "B"), ("gpu_memory_baseline", "B"),
+    ("gpu_memory_delta_engine", "B"), ("gpu_memory_delta_context", "B"),
+    ("gpu_memory_delta_buffers", "B"), ("gpu_memory_delta_after_runs", "B"),
+    ("gpu_memory_peak_delta", "B")] + RSS_RECORDS
+TRT_SERIES = {"latency", "h2d", "gpu_compute", "d2h", "enqueue"}
 
 
 def tiny_onnx(path, batch=BATCH):
@@ -251,3 +267,103 @@ def test_the_onnxruntime_cell_checks_before_it_loads(tmp_path):
         ort.run(ort_job(missing, precision="fp16"))
     with pytest.raises(NotRun, match="no tpu in onnxruntime"):
         ort.run(ort_job(missing, device="tpu"))
+
+
+def test_every_inference_cell_goes_through_the_scenario():
+    for module in (ort, inference):
+        assert "scenario.run(job, " in inspect.getsource(module.run), module.__name__
+    source = inspect.getsource(inference)
+    assert "sample(" not in source and "latency_records(" not in source
+
+
+@pytest.fixture
+def stack(monkeypatch):
+    """tensorrt and pycuda.driver stand-ins that build and run the engine on the CPU."""
+    found = fake_gpu_stack.make_stack()
+    monkeypatch.setattr(runtime, "require_stack", lambda: found)
+    monkeypatch.setitem(sys.modules, "pycuda", types.SimpleNamespace(VERSION_TEXT="fake"))
+    return found
+
+
+def trt_job(path, **coords):
+    return {"kind": "inference",
+            "coords": dict({"framework": "tensorrt", "device": "cuda", "precision": "fp32",
+                            "batch": BATCH}, **coords),
+            "settings": {"input_shape": list(INPUT_SHAPE), "seed": 3},
+            "artifacts": {"onnx": path}, "protocol": dict(PROTOCOL)}
+
+
+def test_the_tensorrt_cell_returns_what_it_returned_before_the_scenario(stack, tmp_path):
+    """Built from the ONNX model, run on the seeded batch, released before the context pops."""
+    ort_runtime = pytest.importorskip("onnxruntime")
+    cuda = stack[1]
+    copies = {"in": [], "out": []}
+    upload, download = cuda.memcpy_htod_async, cuda.memcpy_dtoh_async
+
+    def spy_upload(allocation, host, stream=None):
+        copies["in"].append(np.array(host))
+        upload(allocation, host, stream)
+
+    def spy_download(host, allocation, stream=None):
+        download(host, allocation, stream)
+        copies["out"].append(np.array(host))
+
+    cuda.memcpy_htod_async, cuda.memcpy_dtoh_async = spy_upload, spy_download
+    path = tiny_onnx(tmp_path / "tiny.onnx")
+    job = trt_job(path)
+    job["artifacts"]["engine_cache_dir"] = str(tmp_path / "engines")
+    result = inference.run(job)
+    json.dumps(result)
+    assert [(n, u) for n, _, u in result["records"]] == TRT_RECORDS
+    records = records_of(result)
+    samples = result["samples"]
+    n = len(samples["latency"]["values"])
+    assert set(samples) == TRT_SERIES and records["latency_n"][0] == n >= 5
+    for name in ("h2d", "gpu_compute", "d2h"):  # the kept runs' events (stand-ins: 1 ms)
+        assert samples[name] == {"unit": "s", "values": [0.001] * n}
+    enqueue = samples["enqueue"]["values"]  # host clock around the execution call
+    latency = samples["latency"]["values"]
+    assert all(0 < t <= run for t, run in zip(enqueue, latency, strict=True))
+    assert records["engine_from_cache"] == (0.0, "ratio")
+    in_bytes, out_bytes = 4 * BATCH * 3 * 8 * 8, 4 * BATCH * 4 * 8 * 8
+    assert records["gpu_memory_delta_buffers"] == (in_bytes + out_bytes, "B")
+    assert set(result["settings"]) == {"precision", "workspace", "engine_cache", "gpu", "io"}
+    assert result["settings"]["io"] == [
+        {"name": "input", "shape": [BATCH] + INPUT_SHAPE, "dtype": "float32"},
+        {"name": "output", "shape": [BATCH, 4, 8, 8], "dtype": "float32"}]
+    assert result["settings"]["engine_cache"]["kind"] == "tensorrt-inference"
+    assert set(result["versions"]) == {"tensorrt", "numpy"}
+    assert set(result["timing"]) == TIMING and result["invalid"] is None
+    # Every run uploaded the seeded batch; the engine's output is the model's (onnxruntime's).
+    x = np.random.default_rng(3).standard_normal([BATCH] + INPUT_SHAPE).astype(np.float32)
+    runs = 1 + result["timing"]["warmup_count"] + n
+    assert len(copies["in"]) == len(copies["out"]) == runs
+    assert all(np.array_equal(c, x) for c in copies["in"])
+    session = ort_runtime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": x})[0]
+    np.testing.assert_allclose(copies["out"][-1], expected, rtol=1e-4, atol=1e-5)
+    assert cuda.popped == [0]  # every device buffer freed while the context was current
+    again = inference.run(job)
+    assert ("engine_from_cache", 1.0, "ratio") in again["records"]
+    assert cuda.popped == [0, 0]
+
+
+def test_the_tensorrt_cell_checks_before_it_loads(stack, tmp_path, monkeypatch):
+    missing = str(tmp_path / "absent.onnx")  # reading it would fail otherwise
+    with pytest.raises(NotRun, match="CUDA devices only, not 'cpu'"):
+        inference.run(trt_job(missing, device="cpu"))
+    with pytest.raises(NotRun, match="fp32 and fp16 here, not bf16"):
+        inference.run(trt_job(missing, precision="bf16"))
+    monkeypatch.setattr(stack[0].Builder, "platform_has_fast_fp16", False)
+    with pytest.raises(NotRun, match="no fast FP16"):
+        inference.run(trt_job(missing, precision="fp16"))
+    assert stack[1].popped == [0, 0, 0]
+
+
+def test_a_failing_tensorrt_cell_still_releases_its_engine_in_the_context(stack, tmp_path):
+    job = trt_job(tiny_onnx(tmp_path / "tiny.onnx"))
+    job["settings"]["input_shape"] = [3, 4, 4]  # not the model's: refused, not run on
+    with pytest.raises(ValueError, match=r"the input batch is \[4, 3, 4, 4\], the engine's "
+                                         r"input input is \[4, 3, 8, 8\]"):
+        inference.run(job)
+    assert stack[1].allocations and stack[1].popped == [0]
