@@ -20,6 +20,55 @@ class _Network(FakeNetwork):
     def num_layers(self):
         return len(self.layers)
 
+    @property
+    def num_inputs(self):
+        return len(self.inputs)
+
+    def get_input(self, index):
+        return self.inputs[index]
+
+
+class _OnnxParser(object):
+    """Fills the network from an ONNX model of Conv (no bias) and Relu nodes, the operators the
+    tests' tiny models use; any other operator is a parser error, as TensorRT reports one."""
+
+    def __init__(self, network, logger):
+        self.network, self.errors = network, []
+
+    @property
+    def num_errors(self):
+        return len(self.errors)
+
+    def get_error(self, index):
+        return self.errors[index]
+
+    def parse(self, model):
+        import onnx
+        from onnx import numpy_helper
+
+        graph, net, trt = onnx.load_from_string(bytes(model)).graph, self.network, self.trt
+        weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        tensors = {v.name: net.add_input(v.name, trt.float32, tuple(
+            d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim))
+            for v in graph.input if v.name not in weights}
+        for node in graph.node:
+            if node.op_type == "Relu":
+                layer = net.add_activation(tensors[node.input[0]], trt.ActivationType.RELU)
+            elif node.op_type == "Conv" and len(node.input) == 2:
+                kernel = weights[node.input[1]]
+                layer = net.add_convolution_nd(tensors[node.input[0]], kernel.shape[0],
+                                               kernel.shape[2:], trt.Weights(kernel))
+                pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [0] * 4)
+                layer.stride_nd, layer.pre_padding, layer.post_padding = (1, 1), pads[:2], pads[2:]
+            else:
+                self.errors.append("unsupported node {} ({})".format(node.name, node.op_type))
+                return False
+            tensors[node.output[0]] = layer.get_output(0)
+        for value in graph.output:
+            tensors[value.name].name = value.name
+            net.mark_output(tensors[value.name])
+        return True
+
 
 class _Config(object):
     def __init__(self):
@@ -45,6 +94,12 @@ class _Builder(object):
 
     def create_builder_config(self):
         return _Config()
+
+    def create_optimization_profile(self):
+        def set_shape(name, low, opt, high):
+            raise NotImplementedError("the stand-in engine runs static shapes only")
+
+        return types.SimpleNamespace(set_shape=set_shape)
 
     def build_serialized_network(self, network, config):
         plan = "fake-plan-{}".format(next(_SERIAL)).encode()
@@ -75,6 +130,9 @@ class _Context(object):
 
     def set_tensor_address(self, name, address):
         self.addresses[name] = int(address)
+
+    def get_tensor_shape(self, name):
+        return self.engine.get_tensor_shape(name)
 
     def execute_async_v3(self, stream):
         net, feeds = self.engine.network, {}
@@ -147,6 +205,7 @@ def make_stack(version="10.3.0"):
     trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY")
     trt.Builder = type("Builder", (_Builder,), {"trt": trt})
     trt.Runtime = type("Runtime", (_Runtime,), {"trt": trt})
+    trt.OnnxParser = type("OnnxParser", (_OnnxParser,), {"trt": trt})
     return trt, _cuda()
 
 

@@ -168,7 +168,7 @@ def run_torch(job):
     unsupported = {}  # type: Dict[str, str]
     if device == "cuda" and not torch.cuda.is_bf16_supported():
         unsupported["bf16"] = "not supported by this GPU"
-    if device == "cpu":  # the precisions the CPU training cells run (torch_trainer.py)
+    if device == "cpu":  # the precisions the CPU training cells run (backends/pytorch/trainer.py)
         unsupported["fp16"] = "no CPU training cell runs fp16 (no fp16 matmul units)"
         if not native_bf16(read_cpuinfo()):
             unsupported["bf16"] = "this CPU has no native bf16 (avx512_bf16, amx_bf16, bf16)"

@@ -1,10 +1,15 @@
-"""ONNX Runtime inference cell: session creation, first run and steady-state latency apart."""
+"""ONNX Runtime inference cell: session creation, first run and steady-state latency apart.
+
+The sequence (input, first run, protocol, the common records, the result) is the inference
+scenario's (toolkit.device.scenarios.inference); OrtBackend holds what is onnxruntime's: the
+provider check, the session and its settings.
+"""
 import sys
 import time
 
-from toolkit.device.measure import memory
 from toolkit.device.measure.sampling import Protocol, sample
-from toolkit.device.results import NotRun, latency_records, memory_records
+from toolkit.device.results import NotRun
+from toolkit.device.scenarios import inference as scenario
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -35,60 +40,63 @@ def _session_options(ort, settings):
     return options
 
 
+class OrtBackend(scenario.InferenceBackend):
+    """onnxruntime's side of the inference scenario (toolkit.device.scenarios.inference): one
+    InferenceSession with the recorded options; its creation is the setup stage."""
+
+    def __init__(self):
+        self.ort = import_inference_runtime()
+
+    def check(self, job):
+        # type: (Dict[str, Any]) -> None
+        ort, coords = self.ort, job["coords"]
+        if coords["precision"] != "fp32":
+            raise NotRun("onnxruntime cells run the fp32 ONNX export; {} is not built".format(
+                coords["precision"]))
+        self.provider = _PROVIDERS.get(coords["device"])
+        available = ort.get_available_providers()
+        if self.provider not in available:
+            raise NotRun("no {} in onnxruntime {} (available: {})".format(
+                self.provider or coords["device"], ort.__version__, ", ".join(available)))
+
+    def load(self, job):
+        # type: (Dict[str, Any]) -> List[Tuple[str, float, str]]
+        self.options = _session_options(self.ort, job["settings"])
+        started = time.perf_counter()
+        self.session = self.ort.InferenceSession(job["artifacts"]["onnx"], self.options,
+                                                 providers=[self.provider])
+        return [("session_create", time.perf_counter() - started, "s")]
+
+    def prepare(self, x):
+        # type: (Any) -> Callable[[], Any]
+        feed = {self.session.get_inputs()[0].name: x}
+        run_session = self.session.run
+        return lambda: run_session(None, feed)
+
+    def describe(self):
+        # type: () -> Dict[str, Dict[str, Any]]
+        import numpy as np
+
+        options = self.options
+        return {
+            "settings": {
+                "providers": self.session.get_providers(),
+                "intra_op_num_threads": options.intra_op_num_threads,
+                "inter_op_num_threads": options.inter_op_num_threads,
+                "execution_mode": "sequential",
+                "graph_optimization_level": "ORT_ENABLE_ALL",
+                "enable_cpu_mem_arena": options.enable_cpu_mem_arena,
+                "enable_mem_pattern": options.enable_mem_pattern,
+                "training_addon_loaded": "torch" in sys.modules,
+            },
+            "versions": {"onnxruntime": self.ort.__version__, "numpy": np.__version__},
+        }
+
+
 def run(job):
     # type: (Dict[str, Any]) -> Dict[str, Any]
-    import numpy as np
-
-    ort = import_inference_runtime()
-    rss_baseline = memory.peak_rss_bytes()  # interpreter + numpy + onnxruntime imported
-    coords, settings = job["coords"], job["settings"]
-    if coords["precision"] != "fp32":
-        raise NotRun("onnxruntime cells run the fp32 ONNX export; {} is not built".format(
-            coords["precision"]))
-    provider = _PROVIDERS.get(coords["device"])
-    available = ort.get_available_providers()
-    if provider not in available:
-        raise NotRun("no {} in onnxruntime {} (available: {})".format(
-            provider or coords["device"], ort.__version__, ", ".join(available)))
-
-    options = _session_options(ort, settings)
-    started = time.perf_counter()
-    session = ort.InferenceSession(job["artifacts"]["onnx"], options, providers=[provider])
-    session_create = time.perf_counter() - started
-
-    rng = np.random.default_rng(int(settings["seed"]))
-    shape = [int(coords["batch"])] + [int(d) for d in settings["input_shape"]]
-    feed = {session.get_inputs()[0].name: rng.standard_normal(shape).astype(np.float32)}
-    run_session = session.run
-
-    started = time.perf_counter()
-    run_session(None, feed)
-    first_run = time.perf_counter() - started
-
-    protocol = Protocol.from_dict(job["protocol"])
-    timing = sample(lambda: run_session(None, feed), protocol)
-    rss_peak = memory.peak_rss_bytes()
-
-    latency, invalid = latency_records(timing["samples"], int(coords["batch"]), protocol)
-    records = [("session_create", session_create, "s"), ("first_run", first_run, "s")]
-    records += latency + memory_records(rss_baseline, rss_peak)
-    return {
-        "records": records,
-        "invalid": invalid,
-        "samples": {"latency": {"unit": "s", "values": timing.pop("samples")}},
-        "timing": timing,
-        "settings": {
-            "providers": session.get_providers(),
-            "intra_op_num_threads": options.intra_op_num_threads,
-            "inter_op_num_threads": options.inter_op_num_threads,
-            "execution_mode": "sequential",
-            "graph_optimization_level": "ORT_ENABLE_ALL",
-            "enable_cpu_mem_arena": options.enable_cpu_mem_arena,
-            "enable_mem_pattern": options.enable_mem_pattern,
-            "training_addon_loaded": "torch" in sys.modules,
-        },
-        "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
-    }
+    """The "inference" job for framework "onnxruntime"."""
+    return scenario.run(job, OrtBackend())
 
 
 def harness_overhead(job):
