@@ -78,7 +78,7 @@ IMAGE_SIZE_TARGETS_MB = {"onnxruntime": 400, "pytorch": 1500}  # amd64 images (i
 
 def image_sizes(workdir: Path) -> Figures:
     """Sizes of the amd64 images in MB against their targets (not measured without an engine)."""
-    from toolkit.images.engine import engine_or_none
+    from toolkit.images.engine import engine_or_none, find_image
     from toolkit.images.naming import tag_for
 
     target = ", ".join(f"{name} <= {mb} MB" for name, mb in IMAGE_SIZE_TARGETS_MB.items())
@@ -88,11 +88,11 @@ def image_sizes(workdir: Path) -> Figures:
     figures: Figures = {}
     for framework in IMAGE_SIZE_TARGETS_MB:
         tag = tag_for(framework)
-        try:
-            figures[f"{framework}_mb"] = client.images.get(tag).attrs["Size"] / 1e6
-        except Exception:  # docker's ImageNotFound: the image is not built yet
+        image = find_image(client, tag)
+        if image is None:
             raise UserError(f"image_sizes: {tag} is missing; run `invoke build --platform "
-                            "amd64` first") from None
+                            "amd64` first")
+        figures[f"{framework}_mb"] = image.attrs["Size"] / 1e6
     met = all(figures[f"{name}_mb"] <= mb for name, mb in IMAGE_SIZE_TARGETS_MB.items())
     return figures | {"target": target, "met": met}
 

@@ -111,7 +111,7 @@ def _gpu_tests(logs: Path) -> tuple[str, str]:
 
 def _images(platform: str) -> dict[str, Any]:
     """Tag, id and repo digests of this platform's images and of their bases."""
-    from toolkit.images.engine import engine_or_none
+    from toolkit.images.engine import engine_or_none, find_image
     from toolkit.images.matrix import load
 
     client = engine_or_none()
@@ -124,10 +124,10 @@ def _images(platform: str) -> dict[str, Any]:
         base = matrix.base_of(platform, framework)
         entry: dict[str, Any] = {"tag": tag, "base": {"ref": base.ref}}
         for key, ref in (("image", tag), ("base", base.ref)):
-            try:
-                attrs = client.images.get(ref).attrs
-            except Exception:  # noqa: BLE001 - not on this engine: recorded as absent
+            image = find_image(client, ref)
+            if image is None:  # not on this engine: recorded as absent
                 continue
+            attrs = image.attrs
             target = entry if key == "image" else entry["base"]
             target |= {"id": attrs.get("Id"), "repo_digests": attrs.get("RepoDigests") or []}
         out[framework] = entry
