@@ -182,12 +182,10 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
                         console=console, prepare_with=HostRunner())
     store.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     speeds = cell_rounds.speed_by_round(cell_rounds.timings(list(store.cell_results().values())))
-    moved = cell_rounds.drift(speeds)
-    if moved is not None:
-        warn = "  [bold yellow]more than the 10 % a fair comparison allows[/]" \
-            if moved > cell_rounds.DRIFT_THRESHOLD else ""
-        console.print("machine speed by round: " + " · ".join(f"{s:.2f}" for s in speeds)
-                      + f" (moved {moved:.0%}){warn}")
+    text, too_much = cell_rounds.drift_text(speeds)
+    if text:
+        warn = "  [bold yellow]more than the 10 % a fair comparison allows[/]" if too_much else ""
+        console.print(f"machine speed by round: {text}{warn}")
     return store, summary
 
 

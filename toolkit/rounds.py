@@ -132,6 +132,16 @@ def drift(speeds: list[float]) -> float | None:
     return max(speeds) / min(speeds) - 1.0
 
 
+def drift_text(speeds: list[float]) -> tuple[str, bool]:
+    """"speed by round a · b; moved x %" for the console and the report, and whether the move
+    exceeds what a fair comparison allows ("" and False with fewer than two rounds)."""
+    moved = drift(speeds)
+    if moved is None:
+        return "", False
+    return (" · ".join(f"{s:.2f}" for s in speeds) + f"; moved {moved:.0%}",
+            moved > DRIFT_THRESHOLD)
+
+
 def timings(payloads: list[dict[str, Any]]) -> list[dict[str, list[float]]]:
     """speed_by_round's input from cell payloads."""
     return [{metric: round_values(payload, metric) for metric in TIMING_METRICS}

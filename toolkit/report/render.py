@@ -249,13 +249,10 @@ def _rounds_info(rounds: CellRounds) -> dict[str, Any]:
     them (toolkit/rounds.py): a move beyond the threshold is a warning on the page."""
     count = max((len(v) for by_metric in rounds.values() for v in by_metric.values()), default=1)
     speeds = cell_rounds.speed_by_round(list(rounds.values()))
-    moved = cell_rounds.drift(speeds)
-    text = ""
-    if moved is not None:
-        text = ("machine speed by round (timing ÷ each cell's median): "
-                + " · ".join(f"{s:.2f}" for s in speeds) + f"; moved {moved:.0%}")
-    return {"rounds": count, "drift": text,
-            "drift_warning": moved is not None and moved > cell_rounds.DRIFT_THRESHOLD}
+    text, too_much = cell_rounds.drift_text(speeds)
+    if text:
+        text = f"machine speed by round (timing ÷ each cell's median): {text}"
+    return {"rounds": count, "drift": text, "drift_warning": too_much}
 
 
 def _experiment(
