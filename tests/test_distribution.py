@@ -209,7 +209,7 @@ def test_pull_without_a_locked_image_and_a_bad_registry_name_are_one_line(client
     line = one_error_line(invoke("push", "--registry", "mylab", lock=lock))
     assert line.startswith("error: --registry 'mylab' is not HOST[:PORT]/NAMESPACE")
     line = one_error_line(invoke("push", "--registry", "127.0.0.1:1/x", "--framework", "tf"))
-    assert "unknown framework 'tf'; valid: pytorch, onnxruntime" in line
+    assert "unknown framework 'tf'; valid: onnxruntime, onnxruntime-training, pytorch" in line
 
 
 @pytest.fixture(scope="module")
