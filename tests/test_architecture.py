@@ -84,10 +84,10 @@ def test_long_modules_say_why_at_their_top():
 
 def test_frameworks_are_declared_once():
     from toolkit import frameworks
-    from toolkit.experiments import spec
+    from toolkit.experiments.kinds import base
     from toolkit.images import doctor, matrix
 
-    assert spec.Framework.__args__ == frameworks.NAMES == matrix.FRAMEWORKS
+    assert base.Framework.__args__ == frameworks.NAMES == matrix.FRAMEWORKS
     assert set(doctor.HOST_FRAMEWORKS) == {p for f in frameworks.FRAMEWORKS.values()
                                            for p in f.host_packages}
     assert set(matrix.load().platforms["amd64"].frameworks) == set(frameworks.NAMES)

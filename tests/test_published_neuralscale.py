@@ -14,8 +14,11 @@ from toolkit.device import models
 from toolkit.device.scaling import neuralscale as ns
 from toolkit.device.scaling import published
 from toolkit.errors import UserError
+from toolkit.experiments import kinds
 from toolkit.experiments import spec as specs
-from toolkit.experiments.cells import Cell, expand
+from toolkit.experiments.cells import Cell
+from toolkit.experiments.expansion import expand
+from toolkit.experiments.kinds.inference import prepare as ns_prepare
 
 SHIPPED = Path(published.PUBLISHED_DIR)
 ENTRIES = published.RECORD_SETS
@@ -167,13 +170,13 @@ def test_a_spec_with_the_published_artifact_gives_the_papers_widths(tmp_path):
         raise AssertionError(f"nothing is searched, trained or exported: {args[0]}")
 
     for scale in (0.25, 0.5):
-        settings, paths, _ = artifacts.prepare(cells[("vgg11", scale)], tmp_path / "cache",
+        settings, paths, _ = kinds.prepare(cells[("vgg11", scale)], tmp_path / "cache",
                                                no_job)
         assert settings["widths"] == PAPER_VGG11_CIFAR10[scale]
         assert Path(paths["neuralscale"]) == SHIPPED / "vgg11-cifar10.json"
         assert settings["neuralscale_solution"]["artifact"] == "vgg11-cifar10.json"
     with pytest.raises(artifacts.PreparationFailed) as failed:
-        artifacts.prepare(cells[("resnet50", 0.25)], tmp_path / "cache", no_job)
+        kinds.prepare(cells[("resnet50", 0.25)], tmp_path / "cache", no_job)
     message = str(failed.value)
     assert "ResNet-50 is not in the public NeuralScale code" in message, message
     assert "has to be searched" in message and "method neuralscale with a search profile" \
@@ -190,11 +193,11 @@ def test_a_kept_search_is_chosen_by_data_set_where_several_match(tmp_path):
         return Cell("x", "inference", {"model": "vgg11"},
                     {"model": "vgg11", "classes": classes, "dataset": dataset}, {})
 
-    assert artifacts.kept_search(tmp_path, cell("cifar10")).name == "b.json"
-    assert artifacts.kept_search(tmp_path, cell("digits")).name == "a.json"
-    assert artifacts.kept_search(tmp_path, cell("synthetic")).name == "a.json"  # first by name
-    assert artifacts.kept_search(tmp_path, cell("cifar100", 100)).name == "c.json"
-    assert artifacts.kept_search(Path("published"), cell("digits", 100)).name == \
+    assert ns_prepare.kept_search(tmp_path, cell("cifar10")).name == "b.json"
+    assert ns_prepare.kept_search(tmp_path, cell("digits")).name == "a.json"
+    assert ns_prepare.kept_search(tmp_path, cell("synthetic")).name == "a.json"  # first by name
+    assert ns_prepare.kept_search(tmp_path, cell("cifar100", 100)).name == "c.json"
+    assert ns_prepare.kept_search(Path("published"), cell("digits", 100)).name == \
         "vgg11-cifar100.json"
 
 
@@ -213,11 +216,11 @@ def test_published_with_search_options_searches_only_what_the_public_code_lacks(
         jobs.append(job)
         return "stopped here: the test only checks which job runs"
 
-    settings, _, _ = artifacts.prepare(cells[("vgg11", 0.25)], tmp_path / "cache", search)
+    settings, _, _ = kinds.prepare(cells[("vgg11", 0.25)], tmp_path / "cache", search)
     assert settings["widths"] == PAPER_VGG11_CIFAR10[0.25] and not jobs
     assert settings["neuralscale_solution"]["source"] == "published"
     with pytest.raises(artifacts.PreparationFailed, match="stopped here"):
-        artifacts.prepare(cells[("resnet50", 0.25)], tmp_path / "cache", search)
+        kinds.prepare(cells[("resnet50", 0.25)], tmp_path / "cache", search)
     (job,) = jobs
     assert job["kind"] == "neuralscale_search"
     assert job["settings"]["neuralscale"] == {"profile": "smoke", "iterations": 1}

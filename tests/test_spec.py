@@ -3,7 +3,7 @@ from conftest import DATA, TINY_SPEC
 
 from toolkit.errors import UserError
 from toolkit.experiments import spec as specs
-from toolkit.experiments.cells import expand
+from toolkit.experiments.expansion import expand
 
 
 def test_shipped_scaling_spec_expands_both_methods_for_vgg11_in_smoke():

@@ -16,8 +16,9 @@ from rich.table import Table
 
 from toolkit import artifacts, bench_files
 from toolkit.errors import UserError
+from toolkit.experiments import kinds
 from toolkit.experiments import spec as specs
-from toolkit.experiments.cells import expand
+from toolkit.experiments.expansion import expand
 from toolkit.results import RunStore, record_values
 from toolkit.runners.host import HostRunner
 from toolkit.scheduler import preparation_runner
@@ -42,7 +43,7 @@ def harness_overhead(workdir: Path) -> Figures:
     for directory in (store.jobs_dir, store.logs_dir):
         directory.mkdir(parents=True, exist_ok=True)
     try:
-        settings, paths, _ = artifacts.prepare(cell, workdir.parent / "cache",
+        settings, paths, _ = kinds.prepare(cell, workdir.parent / "cache",
                                                preparation_runner(runner, store))
     except artifacts.PreparationFailed as failure:
         raise UserError(f"harness_overhead: {failure}") from None

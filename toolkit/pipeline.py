@@ -13,7 +13,8 @@ from toolkit.environment import describe_host
 from toolkit.environment import device_type as describe_device_type
 from toolkit.errors import UserError
 from toolkit.experiments import spec as specs
-from toolkit.experiments.cells import Cell, expand
+from toolkit.experiments.cells import Cell
+from toolkit.experiments.expansion import expand
 from toolkit.results import RunStore, latest_run, list_runs, new_run_id
 from toolkit.runners.base import parse_cpuset
 from toolkit.runners.host import REPO_ROOT, HostRunner

@@ -7,6 +7,7 @@ from typing import Any
 
 from toolkit.device.data import verify_cifar
 from toolkit.errors import UserError
+from toolkit.experiments import kinds
 from toolkit.experiments.cells import Cell
 
 CIFAR_SETS = ("cifar10", "cifar100")
@@ -18,22 +19,10 @@ MIN_MEMORY = 6 * 2**20
 CONTAINER_OPTIONS = {"memory_limit": "--memory", "gpus": "--gpus"}
 
 
-def needs_dataset(cell: Cell) -> str | None:
-    """The data set a cell reads, or None (timing-only inference cells read none)."""
-    settings = cell.settings
-    if cell.kind == "training":
-        return settings["dataset"]
-    if cell.kind != "inference":
-        return None
-    searches = cell.coords.get("method") == "neuralscale" and \
-        "artifact" not in settings.get("neuralscale", {})
-    return settings["dataset"] if searches or settings.get("accuracy_training") else None
-
-
 def check_datasets(cells: list[Cell]) -> list[str]:
     """Every CIFAR set the cells need: present, MD5-intact, of the right shape (one UserError
     naming the first bad one). Returns the sets checked."""
-    names = sorted({name for cell in cells if (name := needs_dataset(cell)) in CIFAR_SETS})
+    names = sorted({name for cell in cells if (name := kinds.needs_dataset(cell)) in CIFAR_SETS})
     for name in names:
         verify_cifar(name)
     return names

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from toolkit import artifacts
 from toolkit.device import models
+from toolkit.experiments import kinds
 from toolkit.experiments.cells import Cell
 from toolkit.results import RunStore, record_values
 from toolkit.runners.base import JobOutcome, Runner
@@ -136,7 +137,7 @@ def _payload(cell: Cell, runner: Runner, started_at: str, settings: dict[str, An
         payload |= {"exit_code": None, "wall_s": 0.0, "log_tail": ""}
     if payload["status"] in ("ok", "invalid"):
         payload["records"] += [list(r) for r in prepared]
-        if cell.kind in ("inference", "training"):
+        if kinds.is_experiment_cell(cell):
             payload["records"] += [list(r) for r in analytic_records(settings)]
     return payload
 
@@ -241,7 +242,7 @@ def _measure(cell: Cell, store: RunStore, runner: Runner, cache_root: Path,
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     outcome, reason, settings, prepared = None, None, cell.settings, []
     try:
-        settings, paths, prepared = artifacts.prepare(cell, cache_root, run_preparation)
+        settings, paths, prepared = kinds.prepare(cell, cache_root, run_preparation)
         if "neuralscale" in paths:
             store.keep_artifact(Path(paths["neuralscale"]), "neuralscale")
     except artifacts.PreparationFailed as failure:
