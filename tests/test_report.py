@@ -426,19 +426,16 @@ def test_environment_lists_no_images_for_the_host_runner(
 
 
 def test_environment_lists_each_image_with_id_and_digest(run_dir: Path, tmp_path: Path) -> None:
-    """The Docker runner's cells name their image; its id is in the per-cell JSON files only."""
+    """The Docker runner's cells name their image, its id and its digest."""
     cells = pl.read_parquet(run_dir / "cells.parquet")
     tag = {"ort": "edgerepro/onnxruntime:amd64", "pytorch": "edgerepro/pytorch:amd64",
            "onnxruntime-training": "edgerepro/onnxruntime-training:amd64"}
     digest = {k: f"{v.split(':')[0]}@sha256:{k[:3]}d1" for k, v in tag.items()}
     cells = cells.with_columns(runner=pl.lit("docker"),
                                image=pl.col("framework").replace_strict(tag),
+                               image_id="sha256:" + pl.col("framework"),
                                image_digest=pl.col("framework").replace_strict(digest))
     cells.write_parquet(run_dir / "cells.parquet")
-    (run_dir / "cells").mkdir()
-    for cell_id, framework in cells.select("cell_id", "framework").iter_rows():
-        payload = {"cell_id": cell_id, "image": tag[framework], "image_id": f"sha256:{framework}"}
-        (run_dir / "cells" / f"{cell_id}.json").write_text(json.dumps(payload))
     paths = render_report(run_dir, tmp_path / "out")
     md, html = paths["md"].read_text(), paths["html"].read_text()
     assert "| image | image id | digest | cells | frameworks |" in md

@@ -146,7 +146,8 @@ def test_a_run_from_before_rounds_is_migrated_when_opened(tmp_path):
     (run / "manifest.json").write_text(json.dumps({"run_id": "old", "cell_ids": ["c"],
                                                    "selection": {}}))  # format 1: no field
     legacy = {"cell_id": "c", "experiment": "e", "kind": "inference", "coords": {},
-              "status": "ok", "reason": "", "runner": "host", "settings": {},
+              "status": "ok", "reason": "", "runner": "docker", "settings": {},
+              "image": "edgerepro/onnxruntime:amd64-1", "image_id": "sha256:abc",
               "records": [["latency_p50", 1e-3, "s"]], "samples": {}}
     (run / "cells" / "c.json").write_text(json.dumps(legacy))
     store = RunStore.open(tmp_path, "old")
@@ -155,6 +156,8 @@ def test_a_run_from_before_rounds_is_migrated_when_opened(tmp_path):
     assert store.done_rounds("c") == {0} and store.is_complete()
     metadata = pl.read_parquet_metadata(run / "records.parquet")
     assert metadata[FORMAT_KEY] == str(FORMAT)
+    # The cells table gains the columns format 1 lacked, e.g. the image id the report lists.
+    assert pl.read_parquet(run / "cells.parquet")["image_id"].to_list() == ["sha256:abc"]
     assert not store.migrate()  # already current
     store.update_manifest(format=FORMAT + 1)
     with pytest.raises(UserError, match="newer edgerepro"):

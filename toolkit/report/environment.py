@@ -3,8 +3,6 @@
 version matrix with whether their hardware has run them."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -14,12 +12,13 @@ from toolkit import units
 IMAGE_FIELDS = ("image", "image_id", "image_digest")
 
 
-def images(run_dir: Path, cells: pl.DataFrame, runner: str) -> dict[str, Any]:
+def images(cells: pl.DataFrame, runner: str) -> dict[str, Any]:
     """Every image that ran cells of this run, with its id and digest (which pin exactly what
     was measured, where a tag can move), or the message that the runner used none."""
     counts: dict[tuple[str, str, str], list[str]] = {}
     for row in cells.iter_rows(named=True):
-        identity = _image_identity(run_dir, row)
+        image, image_id, digest = (str(row.get(f) or "") for f in IMAGE_FIELDS)
+        identity = (image, image_id, digest)
         if identity[0]:
             counts.setdefault(identity, []).append(str(row.get("framework") or ""))
     if not counts:
@@ -53,17 +52,6 @@ def platform_hardware() -> list[list[str]]:
     loaded = matrices.load()
     return [[name, platform.description, platform.hardware]
             for name, platform in loaded.platforms.items()]
-
-
-def _image_identity(run_dir: Path, row: dict[str, Any]) -> tuple[str, str, str]:
-    """(tag, id, digest) of the image that ran a cell. Runs stored before cells.parquet had an
-    image_id column have it read from the cell's own results/<run>/cells/ file."""
-    identity = {f: str(row.get(f) or "") for f in IMAGE_FIELDS}
-    if any(f not in row for f in IMAGE_FIELDS) and (identity["image"] or "image" not in row):
-        path = run_dir / "cells" / f"{row['cell_id']}.json"
-        payload = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        identity |= {f: str(payload.get(f) or "") for f in IMAGE_FIELDS if f not in row}
-    return identity["image"], identity["image_id"], identity["image_digest"]
 
 
 def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:

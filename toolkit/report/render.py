@@ -62,6 +62,7 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
     run_dir relative to out_dir, so reports/<id>/ links to ../../results/<id>/.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    RunStore.open(run_dir.parent, run_dir.name)  # a run of an older format is migrated first
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     cells = pl.read_parquet(run_dir / "cells.parquet")
@@ -79,7 +80,7 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
         ],
         "environment": environment.environment_rows(manifest.get("environment", {})),
         "packages": environment.package_rows(manifest.get("environment", {})),
-        "images": environment.images(run_dir, cells, str(manifest.get("runner") or "")),
+        "images": environment.images(cells, str(manifest.get("runner") or "")),
         "platforms": environment.platform_hardware(),
         "raw_files": [
             {
