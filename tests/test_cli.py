@@ -149,18 +149,27 @@ def test_neuralscale_and_uniform_end_to_end(invoke_cmd, tmp_path):
         values = record_values(cell["records"])
         assert 0 <= values["accuracy"] <= 1 and values["params"] > 0
         assert cell["settings"]["widths"], (method, scale)  # resolved, also for NeuralScale
-    # NeuralScale lands within 1 % of the uniform model's parameter count (width mode).
-    for scale in (0.25, 0.5):
-        ns = record_values(cells[("neuralscale", scale)]["records"])["params"]
-        uniform = record_values(cells[("uniform", scale)]["records"])["params"]
-        assert abs(ns / uniform - 1) <= 0.01
     (artifact,) = (tmp_path / "cache" / "neuralscale").glob("*.json")
-    assert "final_fit" in json.loads(artifact.read_text())
+    searched = json.loads(artifact.read_text())
     # the run keeps the search it measured, and each NeuralScale cell says how it was solved
     assert (run_dir / "neuralscale" / artifact.name).read_text() == artifact.read_text()
+    # How many width records this tiny search makes depends on the CPU's kernels (training
+    # decides when pruning stops), so either fit may come out; each is solved as it must be.
+    kind = searched["final_fit"]["kind"]
+    assert kind in ("power_law", "constant"), searched["final_fit"]
     for scale in (0.25, 0.5):
-        solution = cells[("neuralscale", scale)]["settings"]["neuralscale_solution"]
-        assert solution["artifact"] == artifact.name and abs(solution["error"]) <= 0.01
+        ns_cell = cells[("neuralscale", scale)]
+        solution = ns_cell["settings"]["neuralscale_solution"]
+        uniform = record_values(cells[("uniform", scale)]["records"])["params"]
+        params = record_values(ns_cell["records"])["params"]
+        assert solution["artifact"] == artifact.name and solution["fit"] == kind
+        assert solution["target"] == uniform and solution["params"] == params
+        if kind == "power_law":  # within 1 % of the uniform model's parameter count (width mode)
+            assert abs(params / uniform - 1) <= 0.01 and abs(solution["error"]) <= 0.01
+        else:  # fewer than 6 records: the first record's architecture at every scale, as the
+            # public code does (fit_params.py), whatever the target
+            first = searched["iterations"][0]["records"][0]
+            assert ns_cell["settings"]["widths"] == list(first), (first, ns_cell["settings"])
     widths = pl.read_parquet(run_dir / "cells.parquet")["widths"].to_list()
     assert all(json.loads(w) for w in widths)
     report = invoke_cmd("report", results=tmp_path)
