@@ -70,15 +70,19 @@ def test_every_framework_is_a_backend_folder_declaring_itself():
     assert backends.target("training", "onnxruntime") is None
 
 
-def test_finding_the_backends_imports_no_framework():
-    code = ("import sys\nfrom toolkit.device import backends\n"
-            "assert len(backends.registered()) >= 4\n"
-            "print([m for m in ('torch', 'onnxruntime', 'onnx', 'tensorrt', 'pycuda')"
-            " if m in sys.modules])\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+def imported_by(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has imported after running `code`."""
+    probe = (f"import json, sys\n{code}\n"
+             f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return json.loads(done.stdout)
+
+
+def test_finding_the_backends_imports_no_framework():
+    code = "from toolkit.device import backends\nassert len(backends.registered()) >= 4"
+    assert imported_by(code, ("torch", "onnxruntime", "onnx", "tensorrt", "pycuda")) == []
 
 
 def test_a_framework_declared_twice_is_refused():

@@ -44,7 +44,7 @@ def harness_overhead(workdir: Path) -> Figures:
         directory.mkdir(parents=True, exist_ok=True)
     try:
         settings, paths, _ = kinds.prepare(cell, workdir.parent / "cache",
-                                               preparation_runner(runner, store))
+                                           preparation_runner(runner, store))
     except artifacts.PreparationFailed as failure:
         raise UserError(f"harness_overhead: {failure}") from None
     job = cell.definition() | {"kind": "harness_overhead", "settings": settings,

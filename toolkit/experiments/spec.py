@@ -61,9 +61,10 @@ class ExperimentSpec(Strict):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        if kind not in kinds.registered():
-            raise ValueError(f"unknown experiment kind '{kind}'; valid: "
-                             f"{', '.join(kinds.names())}")
+        try:
+            kinds.get(kind)
+        except UserError as error:
+            raise ValueError(str(error)) from None
         return kind
 
     @field_validator("profiles")

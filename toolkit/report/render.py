@@ -62,9 +62,9 @@ def render_report(run_dir: Path, out_dir: Path, results_link: str | None = None)
     run_dir relative to out_dir, so reports/<id>/ links to ../../results/<id>/.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    RunStore.open(run_dir.parent, run_dir.name)  # a run of an older format is migrated first
+    store = RunStore.open(run_dir.parent, run_dir.name)  # an older run is migrated first
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = store.manifest
     cells = pl.read_parquet(run_dir / "cells.parquet")
     metrics = _load_metrics(run_dir / "records.parquet")
     rounds = load_rounds(run_dir / "rounds.parquet")

@@ -36,6 +36,8 @@ def onnx_export_job(cell: Cell, widths: list[int], cache_root: Path) -> dict[str
     return cached_job("export_onnx", settings | {"widths": widths},
                       {"framework": "pytorch", "batch": cell.coords["batch"]}, "onnx",
                       cache_root, ".onnx")
+
+
 def kept_search(path: Path, cell: Cell) -> Path:
     """The search artifact of the cell's model and class count: `path` itself, the one in the
     directory `path` (another run's results/<run>/neuralscale/), or with Path("published") the
