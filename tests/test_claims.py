@@ -1,4 +1,6 @@
 """Published claims against synthetic records with known values."""
+import statistics
+
 import polars as pl
 import pytest
 
@@ -6,6 +8,7 @@ from toolkit.report.claims import (
     INCONCLUSIVE,
     NOT_COMPARABLE,
     NOT_REPRODUCED,
+    ONCE,
     REPRODUCED,
     ROUNDS,
     Claim,
@@ -19,12 +22,24 @@ from toolkit.report.claims import (
 SOURCE = Source(key="test", citation="A test source.")
 
 
+# Five rounds: the fewest whose interval reaches the 90 % a verdict needs.
+VERDICT_ROUNDS = 5
+
+
+def steady(row: dict, rounds: int = VERDICT_ROUNDS) -> dict:
+    """The row measured in `rounds` rounds that each gave its figures (a zero-width interval:
+    these tests are about the claims' logic, test_intervals about the spread)."""
+    metrics = {k: v for k, v in row.items() if isinstance(v, float) and k != "scale"}
+    return row | {ROUNDS: {m: {f"pass/{k}": v for k in range(rounds)} for m, v in metrics.items()}}
+
+
 def _cell(method: str, model: str, scale: float, status: str = "ok", reason: str = "",
           fit: str = "power_law", **metrics: float) -> dict:
-    return {"experiment": "scaling-inference", "cell_id": f"{model}-{method}-{scale}",
-            "model": model, "method": method, "scale": scale, "framework": "onnxruntime",
-            "device": "cpu", "precision": "fp32", "batch": 1, "status": status,
-            "reason": reason, **({"fit": fit} if method == "neuralscale" else {}), **metrics}
+    row = {"experiment": "scaling-inference", "cell_id": f"{model}-{method}-{scale}",
+           "model": model, "method": method, "scale": scale, "framework": "onnxruntime",
+           "device": "cpu", "precision": "fp32", "batch": 1, "status": status,
+           "reason": reason, **({"fit": fit} if method == "neuralscale" else {}), **metrics}
+    return steady(row) if status == "ok" else row
 
 
 # NeuralScale: 3x the latency and 1.1x the memory per parameter of uniform, at every pair.
@@ -159,11 +174,13 @@ def test_lee_claims_match_on_the_cells_data_set_from_their_settings():
     records = pl.DataFrame({"cell_id": [cell["cell_id"]], "metric": ["accuracy"],
                             "value": [0.885]})
     ran_with = {"dataset": "cifar10", "classes": 10, "scaling_mode": "width"}
-    rows, all_cells = run_rows(cells, records, {cell["cell_id"]: {"settings": ran_with}})
+    once = ["accuracy"]  # from the preparation's training, copied into every round
+    rows, all_cells = run_rows(cells, records, {cell["cell_id"]: {"settings": ran_with,
+                                                                  "once": once}})
     verdict = evaluate(claim, SOURCE, rows, all_cells, "paper", "x86_64-generic")
     assert verdict.verdict == REPRODUCED, verdict.reason
     rows, all_cells = run_rows(cells, records, {
-        cell["cell_id"]: {"settings": ran_with | {"dataset": "digits"}}})
+        cell["cell_id"]: {"settings": ran_with | {"dataset": "digits"}, "once": once}})
     verdict = evaluate(claim, SOURCE, rows, all_cells, "paper", "x86_64-generic")
     assert verdict.verdict == NOT_COMPARABLE
     assert verdict.reason.startswith("no ok cells with dataset=cifar10")
@@ -216,14 +233,14 @@ def test_a_verdict_needs_every_pair_or_framework_the_claim_speaks_about():
                               "preact_resnet18 0.25, preact_resnet18 0.5 and 6 more")
     best = next(c for p in load_publications() for c in p.claims
                 if c.id == "meissl-pytorch-most-efficient-gpu")
-    rows = [{"experiment": "training", "cell_id": f, "model": "vgg16", "framework": f,
-             "device": "cuda", "precision": "fp32", "freeze": 0, "batch": 32, "status": "ok",
-             "reason": "", "throughput": t}
+    rows = [steady({"experiment": "training", "cell_id": f, "model": "vgg16", "framework": f,
+                    "device": "cuda", "precision": "fp32", "freeze": 0, "batch": 32,
+                    "status": "ok", "reason": "", "throughput": t})
             for f, t in (("pytorch", 300.0), ("onnxruntime-training", 200.0))]
     verdict = evaluate(best, SOURCE, rows, rows, "paper", "jetson-orin")
     assert verdict.verdict == NOT_COMPARABLE and verdict.observed == "pytorch"
     assert verdict.reason == "covers 2 of 3 framework; missing: tensorrt"
-    rows.append(rows[0] | {"cell_id": "t", "framework": "tensorrt", "throughput": 100.0})
+    rows.append(steady(rows[0] | {"cell_id": "t", "framework": "tensorrt", "throughput": 100.0}))
     assert evaluate(best, SOURCE, rows, rows, "paper", "jetson-orin").verdict == REPRODUCED
 
 
@@ -233,14 +250,15 @@ def test_the_sources_gpu_claims_and_bounds_are_all_there():
     ids = {c.id for p in load_publications() for c in p.claims}
     assert {"gealy-gpu-accuracy", "gealy-gpu-latency", "gealy-gpu-runtime-memory"} <= ids
     speedup = _shipped("meissl-freeze-plus-precision-speedup")
-    rows = [{"experiment": "training", "cell_id": f"{freeze}{precision}", "model": "vgg16",
-             "framework": "pytorch", "device": "cuda", "precision": precision,
-             "freeze": freeze, "batch": 32, "status": "ok", "reason": "", "throughput": t}
+    rows = [steady({"experiment": "training", "cell_id": f"{freeze}{precision}",
+                    "model": "vgg16", "framework": "pytorch", "device": "cuda",
+                    "precision": precision, "freeze": freeze, "batch": 32, "status": "ok",
+                    "reason": "", "throughput": t})
             for freeze, precision, t in ((0, "fp32", 100.0), (10, "fp16", 360.0))]
     verdict = evaluate(speedup, SOURCE, rows, rows, "paper", "jetson-orin")
     assert verdict.observed == pytest.approx(3.6) and verdict.verdict == NOT_REPRODUCED
     assert verdict.expected_text() == "2.4–3"
-    rows[1]["throughput"] = 280.0
+    rows[1] = steady(rows[1] | {"throughput": 280.0})
     assert evaluate(speedup, SOURCE, rows, rows, "paper", "jetson-orin").verdict == REPRODUCED
     best = _shipped("meissl-pytorch-most-efficient-gpu")
     assert "project's reading" in best.interpretation
@@ -279,10 +297,10 @@ def test_no_claim_is_reproduced_from_a_smoke_run_of_fallbacks():
 
 def test_meissl_combined_speedup_on_a_cpu_is_a_stand_in_verdict_with_bf16():
     claim = _shipped("meissl-freeze-plus-precision-speedup-cpu")
-    rows = [{"experiment": "training", "cell_id": f"{freeze}{precision}", "model": "vgg16",
-             "framework": "pytorch", "device": "cpu", "precision": precision,
-             "freeze": freeze, "batch": 64, "status": "ok", "reason": "", "throughput": t,
-             "torch_version": "2.5.1"}
+    rows = [steady({"experiment": "training", "cell_id": f"{freeze}{precision}",
+                    "model": "vgg16", "framework": "pytorch", "device": "cpu",
+                    "precision": precision, "freeze": freeze, "batch": 64, "status": "ok",
+                    "reason": "", "throughput": t, "torch_version": "2.5.1"})
             for freeze, precision, t in ((0, "fp32", 90.0), (10, "bf16", 250.0),
                                          (10, "fp32", 200.0))]
     environment = {"machine": "x86_64", "cpu": "Test CPU", "cores_usable": 2,
@@ -291,7 +309,7 @@ def test_meissl_combined_speedup_on_a_cpu_is_a_stand_in_verdict_with_bf16():
     assert verdict.observed == pytest.approx(250 / 90) and verdict.verdict == REPRODUCED
     assert verdict.label == "reproduced on stand-in hardware (x86_64, 2 cores)"
     assert verdict.stand_in == "x86_64 Test CPU, 2 cores, PyTorch 2.5.1"
-    rows[1]["throughput"] = 370.0  # 4.1x: more than "nearly three"
+    rows[1] = steady(rows[1] | {"throughput": 370.0})  # 4.1x: more than "nearly three"
     assert evaluate(claim, SOURCE, rows, rows, "quick", "x86_64-generic",
                     environment).verdict == NOT_REPRODUCED
     smoke = evaluate(claim, SOURCE, rows, rows, "smoke", "x86_64-generic", environment)
@@ -303,46 +321,109 @@ def test_meissl_combined_speedup_on_a_cpu_is_a_stand_in_verdict_with_bf16():
 
 def _rounds_grid(ratios_by_round: list[float]) -> list[dict]:
     """VGG-11 at one scale: NeuralScale's latency in round k is ratios_by_round[k] x uniform's,
-    and the machine is 40 % slower in the last round (both cells alike)."""
+    and the machine is 40 % slower in the last round (both cells alike). Each cell's figure is
+    the median of its rounds, as the run records it."""
     slow = [1.0] * (len(ratios_by_round) - 1) + [1.4]
     uniform = [0.001 * s for s in slow]
     neural = [u * r for u, r in zip(uniform, ratios_by_round, strict=True)]
     rows = []
     for method, values in (("uniform", uniform), ("neuralscale", neural)):
-        row = _cell(method, "vgg11", 0.5, latency_p50=sorted(values)[len(values) // 2])
-        rows.append(row | {ROUNDS: {"latency_p50": values}})
+        row = _cell(method, "vgg11", 0.5, latency_p50=statistics.median(values))
+        rows.append(row | {ROUNDS: {"latency_p50": {f"p/{k}": v for k, v in enumerate(values)}}})
     return rows
 
 
 def test_a_verdict_rests_on_the_interval_over_rounds():
     claim = _claim(operator="at_least", expected=2.5)
-    clear = _rounds_grid([3.0, 3.2, 2.9])
+    clear = _rounds_grid([3.0, 3.2, 2.9, 3.1, 3.05])
     verdict = evaluate(claim, SOURCE, clear, clear, "quick", "raspberry-pi-4")
-    assert verdict.verdict == REPRODUCED and verdict.rounds == 3
-    low, high = verdict.interval
-    assert low == pytest.approx(2.9) and high == pytest.approx(3.2)  # the rounds' own ratios
-    # The median over draws, paired by round: 3.0. The ratio of the two cells' own medians
-    # (3.2) would carry the last round's 40 % slowdown of the uniform cell.
-    assert verdict.observed == pytest.approx(3.0) and verdict.observed_text() == "3 [2.9–3.2]"
-    # Drift hits both cells of a round alike: pairing by round keeps it out of the ratio.
-    straddling = _rounds_grid([2.3, 2.7, 2.6])
+    assert verdict.verdict == REPRODUCED and verdict.rounds == 5
+    # the rounds' own ratios, paired by pass: drift that hits both cells of a round cancels
+    assert (verdict.interval.low, verdict.interval.high) == pytest.approx((2.9, 3.2))
+    assert verdict.interval.level == pytest.approx(0.9375)
+    assert verdict.observed_text().startswith("3.1 [2.9–3.2; 93.8 %]")
+    straddling = _rounds_grid([2.3, 2.7, 2.6, 2.55, 2.65])
     unsure = evaluate(claim, SOURCE, straddling, straddling, "quick", "raspberry-pi-4")
-    assert unsure.verdict == INCONCLUSIVE and unsure.interval == pytest.approx((2.3, 2.7))
-    below = _rounds_grid([1.9, 2.1, 2.0])
+    assert unsure.verdict == INCONCLUSIVE
+    below = _rounds_grid([1.9, 2.1, 2.0, 2.05, 1.95])
     assert evaluate(claim, SOURCE, below, below, "quick",
                     "raspberry-pi-4").verdict == NOT_REPRODUCED
 
 
-def test_an_interval_covering_a_whole_band_is_inconclusive():
-    claim = _claim(operator="between", expected=2.4, upper=3.0)
-    wide = _rounds_grid([2.0, 2.7, 3.5])
-    assert evaluate(claim, SOURCE, wide, wide, "quick", "raspberry-pi-4").verdict == INCONCLUSIVE
-    inside = _rounds_grid([2.5, 2.7, 2.9])
-    assert evaluate(claim, SOURCE, inside, inside, "quick",
+def test_the_observed_figure_is_the_runs_own_not_a_median_over_draws():
+    """Before: the figure beside the interval was the median over bootstrap draws, so per-cell
+    medians giving 0.5 were reported as 1.0. Now the run's own figure (the ratio of the cells'
+    medians); where it leaves its rounds' interval, the verdict says so."""
+    rows = [_cell("uniform", "vgg11", 0.5, latency_p50=2.0),
+            _cell("neuralscale", "vgg11", 0.5, latency_p50=1.0)]
+    rows[0][ROUNDS] = {"latency_p50": dict(zip("abcde", [3.0, 2.0, 1.0, 2.5, 1.5], strict=True))}
+    rows[1][ROUNDS] = {"latency_p50": dict(zip("abcde", [0.5, 1.0, 1.5, 0.75, 1.25], strict=True))}
+    verdict = evaluate(_claim(expected=0.1), SOURCE, rows, rows, "quick", "raspberry-pi-4")
+    assert verdict.observed == pytest.approx(0.5)
+    per_round = sorted([0.5 / 3, 0.5, 1.5, 0.3, 1.25 / 1.5])
+    assert (verdict.interval.low, verdict.interval.high) == pytest.approx(
+        (per_round[0], per_round[-1]))
+    rows[1][ROUNDS]["latency_p50"] = {k: v * 10 for k, v in rows[1][ROUNDS]["latency_p50"].items()}
+    outside = evaluate(_claim(expected=0.1), SOURCE, rows, rows, "quick", "raspberry-pi-4")
+    assert any("outside its rounds' interval" in note for note in outside.notes)
+    assert "outside its rounds' interval" in outside.observed_text()
+
+
+def test_too_few_rounds_are_inconclusive_and_say_the_level():
+    """Before: 3 rounds gave a "95 %" interval that was their range (75 % coverage) and a
+    verdict; now a verdict needs 90 %: n = 3 is inconclusive, and says what would do."""
+    three = _rounds_grid([3.0, 3.2, 2.9])
+    verdict = evaluate(_claim(), SOURCE, three, three, "quick", "raspberry-pi-4")
+    assert verdict.verdict == INCONCLUSIVE
+    assert verdict.reasons == ("too few rounds (n = 3 gives 75 %; 5 give 93.8 %)",)
+    assert verdict.interval.level == pytest.approx(0.75)
+    one = [{k: v for k, v in r.items() if k != ROUNDS} for r in three]
+    single = evaluate(_claim(), SOURCE, one, one, "quick", "raspberry-pi-4")
+    assert single.verdict == INCONCLUSIVE and single.interval is None
+    assert single.reasons[0].startswith("too few rounds (n = 1 gives no interval")
+
+
+def test_a_round_measured_in_another_pass_is_paired_with_nothing():
+    rows = _rounds_grid([3.0, 3.2, 2.9, 3.1, 3.05])
+    late = rows[0][ROUNDS]["latency_p50"]
+    late["later/2"] = late.pop("p/2")  # round 3 of uniform re-measured hours later
+    verdict = evaluate(_claim(), SOURCE, rows, rows, "quick", "raspberry-pi-4")
+    assert verdict.interval.n == 4 and verdict.interval.unpaired == 2
+    assert verdict.verdict == INCONCLUSIVE  # 4 paired rounds: 87.5 %
+    assert any("another pass" in note for note in verdict.notes)
+
+
+def test_accuracy_measured_once_carries_no_interval():
+    """Before: accuracy was copied into every round, so its interval had zero width."""
+    rows = [r | {ONCE: ["accuracy"]} for r in ROWS]
+    value = evaluate(_claim(comparison="value", metric="accuracy", operator="approx",
+                            expected=0.8, tolerance=0.1), SOURCE, rows, CELLS, "paper",
+                     "raspberry-pi-4")
+    assert value.verdict == REPRODUCED and value.interval is None
+    assert value.notes == ("accuracy measured once per cell: no interval",)
+    per_mb = evaluate(_claim(metric="accuracy_per_mb", operator="at_least", expected=0.5),
+                      SOURCE, rows, CELLS, "paper", "raspberry-pi-4")
+    assert per_mb.interval is not None  # memory varies by round; accuracy does not
+    assert "accuracy measured once per cell (no spread over rounds)" in per_mb.notes
+
+
+def test_a_best_claim_needs_every_round_to_agree():
+    best = _claim(comparison="best", best_of="method", metric="latency_p50",
+                  higher_is_better=False, operator="equals", expected="uniform")
+    rows = _rounds_grid([3.0, 3.2, 0.5, 3.1, 3.05])  # round 3: NeuralScale faster
+    verdict = evaluate(best, SOURCE, rows, rows, "quick", "raspberry-pi-4")
+    assert verdict.observed == "uniform" and verdict.agreement == pytest.approx(0.8)
+    assert verdict.verdict == INCONCLUSIVE and verdict.observed_text() == \
+        "uniform (in 80% of 5 rounds)"
+    agreeing = _rounds_grid([3.0, 3.2, 2.9, 3.1, 3.05])
+    assert evaluate(best, SOURCE, agreeing, agreeing, "quick",
                     "raspberry-pi-4").verdict == REPRODUCED
 
 
-def test_one_round_judges_the_point_estimate():
-    rows = [{k: v for k, v in r.items() if k != ROUNDS} for r in _rounds_grid([3.0, 2.0, 2.9])]
-    verdict = evaluate(_claim(), SOURCE, rows, rows, "quick", "raspberry-pi-4")
-    assert verdict.interval is None and verdict.rounds == 1 and verdict.verdict == REPRODUCED
+def test_an_interval_covering_a_whole_band_is_inconclusive():
+    claim = _claim(operator="between", expected=2.4, upper=3.0)
+    wide = _rounds_grid([2.0, 2.7, 3.5, 2.6, 2.8])
+    assert evaluate(claim, SOURCE, wide, wide, "quick", "raspberry-pi-4").verdict == INCONCLUSIVE
+    inside = _rounds_grid([2.5, 2.7, 2.9, 2.6, 2.8])
+    assert evaluate(claim, SOURCE, inside, inside, "quick",
+                    "raspberry-pi-4").verdict == REPRODUCED

@@ -177,7 +177,8 @@ def test_markdown_shows_intervals_and_basis(tmp_path):
     b = _rounds_run(tmp_path, "B", None, _tight_samples({}))
     rows = compare_runs(a, a)
     text = write_markdown(rows, a, b, 0.1, tmp_path / "compare.md").read_text()
-    assert "| 1.23 [1.20–1.27] | 1.23 [1.20–1.27] | 1.000 [0.945–1.058] | rounds | no change |" \
+    assert ("| 1.23 [1.20–1.27; 75 %] | 1.23 [1.20–1.27; 75 %] | 1.000 [0.945–1.058] | rounds "
+            "| no change |") \
         in text
     assert "| samples | no change |" in text
-    assert "95 % intervals" in text and "inter-quartile ranges" in text
+    assert "order-statistic intervals" in text and "inter-quartile ranges" in text

@@ -15,6 +15,7 @@ from toolkit import units
 from toolkit.report import claims, summary
 from toolkit.report.render import render_report
 from toolkit.report.table import METRIC_COLUMNS, TABLE_BUDGET
+from toolkit.results import FORMAT
 
 RUN_ID = "20250101T000000Z-test"
 EXP = "inference_scaling"
@@ -90,6 +91,25 @@ def _samples(cell_id: str, metric: str, values: list[float], unit: str) -> list[
              "unit": unit} for i, v in enumerate(values)]
 
 
+SYNTHETIC_ROUNDS = 5  # the fewest whose interval reaches the 90 % a verdict needs
+
+
+def _write_cell_rounds(run: Path, records: list[dict], cells: list[dict]) -> None:
+    """Each ok cell's file with SYNTHETIC_ROUNDS rounds that each gave its records (accuracy
+    measured once, as the preparation's training is): what the claims' intervals read."""
+    (run / "cells").mkdir()
+    for cell in cells:
+        if cell["status"] != "ok":
+            continue
+        values = {r["metric"]: r["value"] for r in records if r["cell_id"] == cell["cell_id"]}
+        per_round = {m: v for m, v in values.items() if m != "accuracy"}
+        rounds = [{"round": k, "status": "ok", "reason": "", "pass": f"p/{k + 1}",
+                   "values": per_round} for k in range(SYNTHETIC_ROUNDS)]
+        payload = {"cell_id": cell["cell_id"], "status": "ok", "once": ["accuracy"],
+                   "rounds": rounds}
+        (run / "cells" / f"{cell['cell_id']}.json").write_text(json.dumps(payload))
+
+
 def write_synthetic_run(root: Path) -> Path:
     """A run of both studies in results/<RUN_ID>/ under root, with every record each report
     chart needs: latency, memory and accuracy of scaled models; images/s and per-step losses of
@@ -118,11 +138,13 @@ def write_synthetic_run(root: Path) -> Path:
     peak = _training_cell("t-peak", "pytorch", "fp32", 0) | {"model": "matmul", "batch": 0}
     cells.append(peak)  # the machine's matmul peak: neither throughput nor loss
     records += _records(peak, {"peak_flops_fp32": (50e9, "FLOP/s")})
+    _write_cell_rounds(run, records, cells)
     pl.DataFrame(cells).write_parquet(run / "cells.parquet")
     pl.DataFrame(records).write_parquet(run / "records.parquet")
     pl.DataFrame(samples).write_parquet(run / "samples.parquet")
     manifest = {
         "run_id": RUN_ID,
+        "format": FORMAT,  # written as a current run (its cell files hold only the rounds)
         "created": "2025-01-01T00:00:00Z",
         "experiments": [EXP, TRAIN_EXP],
         "profile": "smoke",
@@ -591,8 +613,9 @@ def test_verdicts_on_stand_in_hardware_are_counted_apart(synthetic_claims: None,
     # the ratio claims with a measured value, measured beside published, whatever the verdict
     header, rows = next(t for t in _md_tables(top) if t[0][0] == "claim")
     assert header == ["claim", "measured", "published", "verdict"]
-    assert [(r[1], r[2]) for r in rows] == [("2", "2 ± 0.25"), ("2", "3 ± 0.25"),
-                                            ("2", "2 ± 0.25"), ("2", "≥ 1.5")]
+    judged = "2 [2–2; 93.8 %]"  # five rounds that each measured 2: the level beside it
+    assert [(r[1], r[2]) for r in rows] == [(judged, "2 ± 0.25"), (judged, "3 ± 0.25"),
+                                            (judged, "2 ± 0.25"), (judged, "≥ 1.5")]
     assert rows[0][3].startswith("**reproduced on stand-in hardware (x86_64, 2 cores)")
     assert rows[1][3] == "**not reproduced**" and rows[2][3] == "**not comparable** ¹"
     assert "VGG-11 at full width" not in top  # a value claim: not a ratio
@@ -605,7 +628,8 @@ def test_verdicts_on_stand_in_hardware_are_counted_apart(synthetic_claims: None,
     assert len(lines) == 5
     assert lines[1][0] == "Full width takes three times as long as half width. ᵃ"
     assert "- ᵃ 'Three times' is read as 3 ± 0.25." in section
-    assert lines[2][1:] == ["0.9 ± 0.01", "0.9", "1", "**reproduced**"]
+    assert lines[2][1:] == ["0.9 ± 0.01", "0.9; accuracy measured once per cell: no interval",
+                            "1", "**reproduced**"]
 
 
 def test_claims_context_handles_any_verdict() -> None:
@@ -776,7 +800,8 @@ def test_rounds_give_intervals_ratio_intervals_and_a_drift_warning(run_dir: Path
     assert "- **Rounds:** 3 per cell" in md and "0.98 · 1.00 · 1.27; moved 30%" in md
     assert "Warning: the machine's speed moved by more than 10 %" in md
     row = next(r for r in _results(md) if r["status"] == "ok")
-    assert row["p50 95% CI (ms)"] == "3.08–4.00"  # rounds at 1, 1.02 and 1.3 x 3.08 ms
+    # rounds at 1, 1.02 and 1.3 x 3.08 ms: their range, which covers the median 75 % of the time
+    assert row["p50 interval (ms)"] == "3.08–4.00; 75 %"
     steady = tmp_path / "steady"
     _write_rounds(run_dir, slow_last_round=1.01)
     text = render_report(run_dir, steady)["md"].read_text()
@@ -800,7 +825,7 @@ def test_a_ratio_between_cells_carries_its_interval_paired_by_round() -> None:
     slow = [1.0, 1.3, 0.9]  # the machine's speed in each round: both cells alike
     rounds = {"ns": {"latency_p50": [3e-3 * s for s in slow]},
               "u": {"latency_p50": [1e-3 * s for s in slow]}}
-    assert ratio_text("ns", "u", "latency_p50", metrics, rounds) == "3.00 [3.00–3.00]"
+    assert ratio_text("ns", "u", "latency_p50", metrics, rounds) == "3.00 [3.00–3.00; 75 %]"
     assert ratio_text("ns", "u", "latency_p50", metrics, {}) == "3.00"
     assert ratio_text("ns", "missing", "latency_p50", metrics, rounds) == "–"
 

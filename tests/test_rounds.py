@@ -116,27 +116,6 @@ def test_rounds_are_interleaved_and_resume_keeps_finished_ones(invoke_cmd, tmp_p
     assert "round 2/2" in again.stderr and "round 1/2" not in again.stderr
 
 
-def test_bootstrap_enumerates_few_rounds_and_samples_many():
-    from toolkit import intervals
-
-    assert len(intervals.draws(3)) == 27 and len(set(intervals.draws(3))) == 27
-    many = intervals.draws(6)
-    assert len(many) == intervals.RESAMPLES and many == intervals.draws(6)  # seeded
-    assert intervals.median_interval([1.0]) is None
-    assert intervals.median_interval([1.0, 2.0, 3.0]) == (1.0, 3.0)
-
-
-def test_paired_ratio_interval_ignores_drift_that_hits_both_sides():
-    from toolkit import intervals
-
-    slow = [1.0, 1.5, 0.8]  # the machine's speed per round
-    a = [2.0 * s for s in slow]
-    b = [1.0 * s for s in slow]
-    assert intervals.ratio_estimate(a, b)[1] == pytest.approx((2.0, 2.0))
-    assert intervals.ratio_estimate(a, [1.0]) is None
-    assert intervals.overlap((1.0, 2.0), (1.9, 3.0)) and not intervals.overlap((1, 2), (3, 4))
-
-
 def test_a_run_from_before_rounds_is_migrated_when_opened(tmp_path):
     from toolkit.errors import UserError
     from toolkit.results import FORMAT, FORMAT_KEY

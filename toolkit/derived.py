@@ -39,6 +39,20 @@ DERIVED: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {
 }
 
 
+# The measured metrics each derived one is computed from (which of them vary by round decides
+# what a derived figure's interval covers: claims.py).
+INPUTS: dict[str, tuple[str, ...]] = {
+    RUNTIME_MEMORY: (GPU_MEMORY, CPU_MEMORY),
+    "accuracy_per_mb": ("accuracy", GPU_MEMORY, CPU_MEMORY),
+    "memory_per_param": (GPU_MEMORY, CPU_MEMORY, "params"),
+}
+
+
+def derived_inputs(name: str) -> tuple[str, ...]:
+    """The measured metrics a figure is computed from (itself, for a measured one)."""
+    return INPUTS.get(name, (name,))
+
+
 def utilisation(achieved: dict[str, float], peaks: dict[tuple[str, str], float],
                 coords: dict[str, tuple[str, str]]) -> dict[str, float]:
     """Model-FLOP utilisation (MFU) per training cell: its achieved FLOP/s over the peak that

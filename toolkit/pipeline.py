@@ -222,7 +222,8 @@ def compare(runs: str, threshold: float, results_root: Path, reports_root: Path)
         raise UserError(f"--compare takes two run ids A,B, got '{runs}'")
     a, b = (RunStore.open(results_root, run_id) for run_id in ids)
     rows = compare_runs(a, b, threshold)
-    # brackets: 95 % intervals over rounds, or the samples' inter-quartile ranges (see basis)
+    # brackets: intervals over rounds (with their level), or the samples' inter-quartile
+    # ranges (see basis)
     table = Table("cell", "p50 A (ms)", "p50 B (ms)", "B/A", Column("basis", no_wrap=True),
                   Column("verdict", no_wrap=True), title=f"{a.run_id} (A) vs {b.run_id} (B)")
     for row in rows:

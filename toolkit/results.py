@@ -239,6 +239,7 @@ class RunStore:
             for summary in payload.get("rounds", []):
                 round_rows += [{"run_id": self.run_id, "cell_id": cell_id,
                                 "round": summary["round"], "status": summary["status"],
+                                "pass": cell_rounds.round_key(summary),
                                 "metric": metric, "value": float(value)}
                                for metric, value in summary["values"].items()]
             for metric, series in payload.get("samples", {}).items():

@@ -8,12 +8,17 @@ how far the machine's speed moved from one round to the next.
 """
 from __future__ import annotations
 
+import math
+import re
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
 # A round counts as done with these statuses (a failed round is measured again on resume).
 DONE = ("ok", "invalid", "not run")
 MEASURED = ("ok", "invalid")
+# A round payload's field: records measured once per cell and copied into every round.
+ONCE = "once"
 # The timing figure of each kind of cell: what drift is judged on.
 TIMING_METRICS = ("latency_p50", "step_time_p50")
 # Machine speed moving by more than this between rounds is reported.
@@ -55,9 +60,40 @@ def combine(rounds: list[dict[str, Any]], planned: int) -> dict[str, Any]:
     payload["rounds"] = [
         {"round": r["round"], "status": r["status"], "reason": r.get("reason") or "",
          "started_at": r.get("started_at", ""), "wall_s": float(r.get("wall_s") or 0.0),
-         "values": {metric: float(value) for metric, value, _ in r.get("records", [])}}
+         "pass": r.get("pass", ""), "values": per_round_values(r)}
         for r in rounds]
     return payload
+
+
+def per_round_values(payload: dict[str, Any]) -> dict[str, float]:
+    """A round's own figures: not those measured once per cell and copied into every round
+    (ONCE: accuracy from the preparation's training), which have no spread over rounds, and
+    not a non-finite value (a diverged loss in an invalid round is a reason, not a figure)."""
+    once = set(payload.get(ONCE) or ())
+    return {metric: float(value) for metric, value, _ in payload.get("records", [])
+            if metric not in once and math.isfinite(float(value))}
+
+
+def non_finite(payload: dict[str, Any]) -> list[str]:
+    """Metrics of a round's records whose value is NaN or infinite."""
+    return [metric for metric, value, _ in payload.get("records", [])
+            if not math.isfinite(float(value))]
+
+
+def round_key(summary: dict[str, Any]) -> str:
+    """What pairs rounds of different cells: the pass (one sweep of the scheduler over round
+    k) a round was measured in; a run from before passes were recorded pairs by round index."""
+    return str(summary.get("pass") or f"round {summary['round']}")
+
+
+def keyed_values(payload: dict[str, Any], metric: str) -> dict[str, float]:
+    """A metric's value in each measured round, keyed by round_key (intervals.py pairs cells
+    on it)."""
+    if "rounds" not in payload:
+        return {f"round {index}": value
+                for index, value in enumerate(round_values(payload, metric))}
+    return {round_key(r): r["values"][metric] for r in payload["rounds"]
+            if r["status"] in MEASURED and metric in r["values"]}
 
 
 def _round_reason(payload: dict[str, Any]) -> str:
@@ -73,9 +109,11 @@ def _median_records(measured: list[dict[str, Any]]) -> list[list[Any]]:
             if metric not in values:
                 order.append(metric)
                 values[metric] = []
-            values[metric].append(float(value))
+            if math.isfinite(float(value)):
+                values[metric].append(float(value))
             units[metric] = unit
-    return [[metric, statistics.median(values[metric]), units[metric]] for metric in order]
+    return [[metric, statistics.median(values[metric]) if values[metric] else float("nan"),
+             units[metric]] for metric in order]
 
 
 def rounds_done(payload: dict[str, Any]) -> int:
@@ -105,7 +143,20 @@ def round_values(payload: dict[str, Any], metric: str) -> list[float]:
             if r["status"] in MEASURED and metric in r["values"]]
 
 
-def speed_by_round(cells: list[dict[str, list[float]]]) -> list[float]:
+def in_round_order(values: Mapping[str, float] | list[float]) -> list[float]:
+    """A cell's per-round values in round order: values keyed by round_key end in their
+    round's number ("<sweep>/3", "round 2")."""
+    if not isinstance(values, Mapping):
+        return list(values)
+    return [values[key] for key in sorted(values, key=_round_number)]
+
+
+def _round_number(key: str) -> tuple[int, str]:
+    found = re.search(r"(\d+)$", key)
+    return (int(found.group(1)) if found else 0, key)
+
+
+def speed_by_round(cells: list[dict[str, Any]]) -> list[float]:
     """How slow the machine was in each round, relative to the cells' medians: for round k,
     the median over cells of (timing in round k ÷ the cell's median timing). 1.0 = typical;
     1.2 = the cells took about 20 % longer in that round. `cells`: per cell, metric -> its value
@@ -113,7 +164,7 @@ def speed_by_round(cells: list[dict[str, list[float]]]) -> list[float]:
     factors: dict[int, list[float]] = {}
     for by_metric in cells:
         for metric in TIMING_METRICS:
-            values = by_metric.get(metric) or []
+            values = in_round_order(by_metric.get(metric) or [])
             if len(values) < 2:
                 continue
             middle = statistics.median(values)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from rich.progress import (
 from rich.text import Text
 
 from toolkit import artifacts
+from toolkit import rounds as cell_rounds
 from toolkit.device import models
 from toolkit.experiments import kinds
 from toolkit.experiments.cells import Cell
@@ -135,8 +137,14 @@ def _payload(cell: Cell, runner: Runner, started_at: str, settings: dict[str, An
             payload["records"].append(["rss_peak_kernel", float(outcome.peak_rss_kernel), "B"])
     else:
         payload |= {"exit_code": None, "wall_s": 0.0, "log_tail": ""}
+    if payload["status"] == "ok" and (bad := cell_rounds.non_finite(payload)):
+        # A NaN in a round that claims to be fine is an error of that round (retried on
+        # resume), never a figure: a median or an interval over it would depend on order.
+        payload |= {"status": "failed",
+                    "reason": f"non-finite {', '.join(bad)} in a round reported ok"}
     if payload["status"] in ("ok", "invalid"):
         payload["records"] += [list(r) for r in prepared]
+        payload[cell_rounds.ONCE] = [name for name, _, _ in prepared]
         if kinds.is_experiment_cell(cell):
             payload["records"] += [list(r) for r in analytic_records(settings)]
     return payload
@@ -209,6 +217,9 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
         progress.update(task, activity=f"{prefix}{line}")
 
     run_preparation = preparation_runner(prepare_with or runner, store, show)
+    # Rounds of different cells are paired only within one pass (this sweep over round k):
+    # a round measured again in a later sweep was not measured beside the others.
+    sweep = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     with contextlib.nullcontext(progress) if shared else progress:
         task = progress.add_task(f"{prefix}cells", total=len(pending), status="", activity="")
         failed: set[str] = set()
@@ -219,6 +230,7 @@ def run_cells(cells: list[Cell], store: RunStore, runner: Runner, cache_root: Pa
             rounds = f" · round {index + 1}/{cell.rounds}" if cell.rounds > 1 else ""
             progress.update(task, description=f"{prefix}{cell.label()}{rounds}", activity="")
             payload = _measure(cell, store, runner, cache_root, run_preparation, show)
+            payload["pass"] = f"{sweep}/{index + 1}"
             combined = store.record_round(payload, index, cell.rounds)
             if payload["status"] == "failed":  # its later rounds wait for a re-run
                 summary.failed_logs.append(store.logs_dir / f"{cell.id}.log")

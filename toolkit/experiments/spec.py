@@ -33,8 +33,10 @@ class MeasureProtocol(Strict):
 
 
 # Rounds per cell by profile, where a profile does not set its own (toolkit/rounds.py): two
-# rounds are the fewest that show drift, five give a 95 % interval from order statistics.
-DEFAULT_ROUNDS = {"smoke": 2, "quick": 3, "paper": 5}
+# rounds are the fewest that show drift (smoke checks that everything runs, it judges no
+# claim); five are the fewest whose interval reaches the 90 % a verdict needs (93.8 %,
+# toolkit/intervals.py), so quick and paper can give verdicts.
+DEFAULT_ROUNDS = {"smoke": 2, "quick": 5, "paper": 5}
 
 
 class Profile(Strict):

@@ -29,7 +29,7 @@ LOG_SPAN = 10.0  # an axis spanning more than this factor is drawn logarithmic
 @dataclass(frozen=True)
 class Point:
     """One ok cell as a chart sees it: its series label, raw SI metric values and, where the
-    cell was measured in rounds, each median's 95 % interval (drawn as an error bar)."""
+    cell was measured in rounds, each median's order-statistic interval (drawn as an error bar)."""
 
     series: str
     params: float
@@ -96,7 +96,7 @@ def _chart(
 def _error_bars(ax, points: list[Point], metric: str, unit: str, to: str, colour: str) -> None:
     """Vertical bars from each point's interval low to high (points without one: none)."""
     bars = sorted((units.millions(pt.params), units.convert(pt.values[metric], unit, to),
-                   *(units.convert(v, unit, to) for v in pt.intervals[metric]))
+                   *(units.convert(v, unit, to) for v in pt.intervals[metric][:2]))
                   for pt in points if metric in pt.intervals and metric in pt.values)
     if bars:
         xs, ys, lows, highs = zip(*bars, strict=True)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from toolkit import intervals
 from toolkit import rounds as cell_rounds
-from toolkit.derived import metric_value
+from toolkit.derived import derived_inputs, metric_value
 from toolkit.errors import UserError
 from toolkit.experiments.spec import PROFILES, describe_validation_error
 from toolkit.tomlfiles import read_toml
@@ -37,6 +37,7 @@ PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "reports" / "published"
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 INCONCLUSIVE = "inconclusive"  # the interval straddles the claim's bound
 ROUNDS = "_rounds"  # row field: metric -> the cell's value in each round (toolkit/rounds.py)
+ONCE = "_once"  # row field: metrics measured once per cell, not per round (rounds.ONCE)
 DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"]
 # Cell settings a claim may filter on besides the grid coordinates (from each cell's settings).
 SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
@@ -118,11 +119,15 @@ class Verdict:
     stand_in: str = ""
     named_hardware: str = ""  # what the claim's own hardware is, where the source says
     stand_in_short: str = ""  # ISA and cores: enough for the label on every claim's line
-    # The observed figure's 95 % interval from a bootstrap over the run's rounds (None with one
-    # round); for a "best" claim, the share of draws that picked the observed winner.
-    interval: tuple[float, float] | None = None
+    # The order-statistic interval of the claim's figure computed per round (intervals.py),
+    # with its level; None with fewer than two paired rounds or for a figure measured once.
+    # For a "best" claim, `agreement` is the share of rounds that picked the observed winner.
+    interval: intervals.Interval | None = None
     rounds: int = 1
     agreement: float | None = None
+    # What a reader must know about the figure's interval: rounds left out or unpaired, an
+    # input measured once (accuracy), the run's figure outside its rounds' interval.
+    notes: tuple[str, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -149,11 +154,12 @@ class Verdict:
             return "–"
         if isinstance(self.observed, str):
             if self.agreement is not None:
-                return f"{self.observed} (in {self.agreement:.0%} of draws)"
+                return (f"{self.observed} (in {self.agreement:.0%} of {self.rounds} rounds)")
             return self.observed
+        text = f"{self.observed:.3g}"
         if self.interval is not None:
-            return f"{self.observed:.3g} [{self.interval[0]:.3g}–{self.interval[1]:.3g}]"
-        return f"{self.observed:.3g}"
+            text += f" {self.interval.text()}"
+        return "; ".join([text, *self.notes])
 
 
 def load_publications(directory: Path = PUBLISHED_DIR) -> list[Publication]:
@@ -360,58 +366,113 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
                 reasons.append(problem)
     notes = hardware_notes or {}
     named = "; ".join(notes[h] for h in claim.hardware if h in notes)
-    count, replicates = _bootstrap(claim, rows, cells)
-    interval = agreement = None
-    observed = observation.value
-    if replicates and isinstance(observed, str):
-        agreement = sum(value == observed for value in replicates) / len(replicates)
-    elif replicates and observed is not None:  # the median over draws, beside their interval
-        observed, interval = intervals.estimate([float(v) for v in replicates])
+    judged = _judge(claim, observation)
     if reasons:
-        return Verdict(claim, source, NOT_COMPARABLE, observed, tuple(reasons),
-                       observation.n, stand_in, named, short, interval, count, agreement)
-    verdict = _verdict(claim, observed, replicates)
-    return Verdict(claim, source, verdict, observed, (), observation.n, stand_in, named,
-                   short, interval, count, agreement)
+        return Verdict(claim, source, NOT_COMPARABLE, observation.value, tuple(reasons),
+                       observation.n, stand_in, named, short, judged.interval, judged.rounds,
+                       judged.agreement, judged.notes)
+    return Verdict(claim, source, judged.verdict, observation.value, judged.reasons,
+                   observation.n, stand_in, named, short, judged.interval, judged.rounds,
+                   judged.agreement, judged.notes)
 
 
-def _bootstrap(claim: Claim, rows: list[dict[str, Any]], cells: list[dict[str, Any]],
-               ) -> tuple[int, list[float | str]]:
-    """(rounds, the claim's observed value in each bootstrap draw over them): every cell's
-    metrics replaced by the median of its drawn rounds, the same draw for all cells."""
-    relevant = [r for r in rows if r["experiment"] == claim.experiment
-                and _matches(r, claim.filter)]
-    count = max((len(values) for r in relevant for values in (r.get(ROUNDS) or {}).values()),
-                default=1)
-    if count < 2:
-        return count, []
-
-    def observed(draw: tuple[int, ...]) -> float | str | None:
-        drawn = [r | {metric: intervals.resampled(values, draw)
-                      for metric, values in (r.get(ROUNDS) or {}).items() if values}
-                 for r in relevant]
-        return _observe(claim, drawn, cells).value
-
-    return count, intervals.bootstrap(observed, count)
+@dataclass(frozen=True)
+class _Judgement:
+    verdict: str
+    reasons: tuple[str, ...] = ()
+    interval: intervals.Interval | None = None
+    rounds: int = 1
+    agreement: float | None = None
+    notes: tuple[str, ...] = ()
 
 
-def _verdict(claim: Claim, observed: float | str | None,
-             replicates: list[float | str]) -> str:
-    """Reproduced when every draw holds the claim (for a number: its whole interval lies
-    inside the claim's bound), not reproduced when none does, else inconclusive; with one
-    round, the point estimate decides."""
-    if not replicates:
-        return REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED
+def _judge(claim: Claim, observation: _Observation) -> _Judgement:
+    """The verdict from the claim's figure in each round (docs/statistics.md).
+
+    The observed figure is the run's own (per-cell medians); the interval is the
+    order-statistic interval of the figure computed round by round, pairing only rounds of one
+    pass. A verdict needs an interval of at least intervals.VERDICT_LEVEL: fewer rounds give
+    *inconclusive: too few rounds*. Reproduced when the whole interval holds the claim, not
+    reproduced when none of it does, else inconclusive. A figure whose inputs were all measured
+    once per cell (accuracy: one training) has no spread over rounds: its point decides, and the
+    verdict says it rests on one measurement. A "best" claim is reproduced when every round
+    picks the claim's group (as sure as an interval of that many rounds)."""
+    observed = observation.value
+    if observed is None:
+        return _Judgement(NOT_COMPARABLE)
+    figures, dropped, unpaired, rounds = _per_round(claim, observation.used)
+    once = _measured_once(claim, observation.used)
+    notes = [f"{', '.join(once)} measured once per cell (no spread over rounds)"] if once else []
+    if once and len(once) == len(_inputs(claim.metric, observation.used)):
+        verdict = REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED
+        return _Judgement(verdict, (), None, rounds, None,
+                          (f"{', '.join(once)} measured once per cell: no interval",))
     if isinstance(observed, str):
-        holding = [_holds(claim, value) for value in replicates]
-    else:
-        low, high = intervals.percentile_interval([float(v) for v in replicates])
-        holding = [_holds(claim, low), _holds(claim, high)]
-        if not any(holding) and _straddles(claim, low, high):
-            return INCONCLUSIVE
+        agreement = (sum(f == observed for f in figures) / len(figures)) if figures else None
+        level = intervals.coverage(len(figures), 1) if len(figures) >= 2 else None
+        if level is None or level < intervals.VERDICT_LEVEL:
+            short = intervals.too_few(level, len(figures) if figures else rounds)
+            return _Judgement(INCONCLUSIVE, (short,), None, rounds, agreement)
+        if agreement != 1.0:
+            return _Judgement(INCONCLUSIVE, ("the rounds disagree on the best",), None, rounds,
+                              agreement)
+        return _Judgement(REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED, (), None,
+                          rounds, agreement)
+    interval = intervals.order_interval([float(f) for f in figures], dropped, unpaired)
+    notes += interval.notes() if interval else []
+    if interval is not None and intervals.outside(float(observed), interval):
+        notes.append("the run's figure lies outside its rounds' interval (the per-cell "
+                     "medians and the per-round figures disagree)")
+    short = intervals.too_few(interval and interval.level,
+                              interval.n if interval else rounds)
+    if short:
+        return _Judgement(INCONCLUSIVE, (short,), interval, rounds, None, tuple(notes))
+    holding = [_holds(claim, interval.low), _holds(claim, interval.high)]
     if all(holding):
-        return REPRODUCED
-    return NOT_REPRODUCED if not any(holding) else INCONCLUSIVE
+        verdict = REPRODUCED
+    elif any(holding) or _straddles(claim, interval.low, interval.high):
+        verdict = INCONCLUSIVE
+    else:
+        verdict = NOT_REPRODUCED
+    return _Judgement(verdict, (), interval, rounds, None, tuple(notes))
+
+
+def _inputs(metric: str, rows: list[dict[str, Any]]) -> list[str]:
+    """The measured metrics a claim's figure is computed from, among those the rows have."""
+    return [m for m in derived_inputs(metric) if any(m in r for r in rows)]
+
+
+def _measured_once(claim: Claim, used: list[dict[str, Any]]) -> list[str]:
+    """Inputs of the claim's figure that were measured once per cell and copied into every
+    round (ONCE: accuracy from the preparation's training), whatever the rounds."""
+    once = {m for r in used for m in r.get(ONCE) or ()}
+    return [m for m in _inputs(claim.metric, used) if m in once]
+
+
+def _per_round(claim: Claim, used: list[dict[str, Any]],
+               ) -> tuple[list[float | str], int, int, int]:
+    """(the claim's figure in each pass every row it used was measured in, passes whose
+    figure was undefined, rounds of those rows left unpaired, the most rounds of a row)."""
+    unique = list({id(r): r for r in used}.values())
+    keyed = [{metric: intervals.keyed(values) for metric, values in (r.get(ROUNDS) or {}).items()}
+             for r in unique]
+    passes = [set().union(*(set(v) for v in by_metric.values())) if by_metric else set()
+              for by_metric in keyed]
+    rounds = max((len(p) for p in passes), default=1) or 1
+    if not unique or not all(passes):
+        return [], 0, 0, rounds
+    shared = set.intersection(*passes)
+    unpaired = sum(len(p - shared) for p in passes)
+    figures, dropped = [], 0
+    for key in sorted(shared):
+        drawn = [r | {metric: values[key] for metric, values in by_metric.items() if key in values}
+                 for r, by_metric in zip(unique, keyed, strict=True)]
+        value = _observe(claim, drawn, []).value
+        if value is None:
+            dropped += 1
+        else:
+            figures.append(value)
+    return figures, dropped, unpaired, rounds
 
 
 def _straddles(claim: Claim, low: float, high: float) -> bool:
@@ -447,8 +508,10 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
         measured = [r for r in result.get("rounds", []) if r["status"] in cell_rounds.MEASURED]
         if len(measured) > 1:  # only rows carry them (not the cell list the report shows)
             metrics.setdefault(cell["cell_id"], {})[ROUNDS] = {
-                metric: cell_rounds.round_values(result, metric)
+                metric: cell_rounds.keyed_values(result, metric)
                 for metric in measured[0]["values"]}
+        if result.get(cell_rounds.ONCE):
+            metrics.setdefault(cell["cell_id"], {})[ONCE] = list(result[cell_rounds.ONCE])
         versions = result.get("versions") or {}
         cell.update({f"{package}_version": versions[package] for package in VERSION_PACKAGES
                      if versions.get(package)})

@@ -1,9 +1,10 @@
 """Run comparison: per-cell latency ratios with a noise-aware verdict.
 
 A cell changed only when its median moved beyond the ratio threshold AND the two runs' spreads
-do not overlap, so noise alone is not a change. The spread is the 95 % interval of the median
-over rounds (toolkit/intervals.py) when both runs measured the cell in at least 2 rounds: rounds
-are fresh processes, so they capture run-to-run noise that the samples of one process do not.
+do not overlap, so noise alone is not a change. The spread is the order-statistic interval of
+the median over rounds, with its level (toolkit/intervals.py), when both runs measured the cell
+in at least 2 rounds: rounds are fresh processes, so they capture run-to-run noise that the
+samples of one process do not.
 Runs from before rounds fall back to the inter-quartile ranges of the raw samples.
 """
 from __future__ import annotations
@@ -30,8 +31,8 @@ Interval = tuple[float, float]
 @dataclass(frozen=True)
 class CellComparison:
     """One cell's verdict. a_interval/b_interval are the spreads the verdict was judged on:
-    the 95 % interval of the median over rounds (basis "rounds") or the inter-quartile range
-    of the raw samples (basis "samples"). ratio_interval (rounds only) brackets B/A without
+    the interval of the median over rounds (basis "rounds", intervals.py) or the inter-quartile
+    range of the raw samples (basis "samples"). ratio_interval (rounds only) brackets B/A without
     pairing rounds across runs: (B low / A high, B high / A low)."""
     cell_id: str
     label: str
@@ -92,7 +93,7 @@ def _verdict(ratio: float, threshold: float, a: Interval, b: Interval) -> str:
 
 def _unpaired_ratio_interval(a: Interval, b: Interval) -> Interval | None:
     """B/A bracket from the two medians' intervals: rounds of different runs were not measured
-    side by side, so they cannot be paired as intervals.ratio_estimate pairs them."""
+    side by side, so they cannot be paired as intervals.ratio_interval pairs them."""
     return (b[0] / a[1], b[1] / a[0]) if a[0] > 0 else None
 
 
@@ -156,7 +157,9 @@ def format_ms(value: float | None, interval: Interval | None = None) -> str:
     places = _decimals(value * 1e3)
     text = f"{value * 1e3:.{places}f}"
     if interval is not None:
-        text += f" [{interval[0] * 1e3:.{places}f}–{interval[1] * 1e3:.{places}f}]"
+        text += f" [{interval[0] * 1e3:.{places}f}–{interval[1] * 1e3:.{places}f}"
+        text += (f"; {intervals.level_text(interval.level)}]"
+                 if isinstance(interval, intervals.Interval) else "]")
     return text
 
 
@@ -174,10 +177,11 @@ def write_markdown(rows: list[CellComparison], a: RunStore, b: RunStore, thresho
                    path: Path) -> Path:
     lines = [f"# Run comparison: {a.run_id} (A) vs {b.run_id} (B)", "",
              f"Latency p50 ratio B/A per cell; a change needs a ratio beyond ±{threshold:.0%} "
-             "and spreads (in brackets) that do not overlap: on basis *rounds*, the 95 % "
-             "intervals of each run's median over its rounds (the B/A bracket divides them, "
-             "as rounds of two runs cannot be paired); on basis *samples* (runs without "
-             "rounds), the inter-quartile ranges of the raw samples.", "",
+             "and spreads (in brackets) that do not overlap: on basis *rounds*, the "
+             "order-statistic intervals (level beside each) of each run's median over its "
+             "rounds (the B/A bracket divides them, as rounds of two runs cannot be "
+             "paired); on basis *samples* (runs without rounds), the inter-quartile ranges "
+             "of the raw samples.", "",
              "| cell | p50 A (ms) | p50 B (ms) | B/A | basis | verdict |",
              "| --- | ---: | ---: | ---: | --- | --- |"]
     for row in rows:

@@ -155,24 +155,28 @@ def md_escape(text: Any) -> str:
 
 
 def load_rounds(path: Path) -> CellRounds:
-    """Each measured round's figures per cell (rounds.parquet), derived figures included;
-    empty for a run from before rounds."""
+    """Each measured round's figures per cell (rounds.parquet), derived figures included,
+    keyed by the pass each round was measured in (intervals.py pairs cells on it); empty for a
+    run from before rounds. Figures measured once per cell (accuracy) are not among them."""
     if not path.exists():
         return {}
     table = pl.read_parquet(path).filter(pl.col("status").is_in(cell_rounds.MEASURED))
-    by_round: dict[str, dict[int, dict[str, float]]] = {}
-    for cell_id, index, metric, value in table.select(
-            "cell_id", "round", "metric", "value").iter_rows():
-        by_round.setdefault(cell_id, {}).setdefault(index, {})[metric] = value
+    if "pass" not in table.columns:  # written before passes were recorded: pair by index
+        table = table.with_columns(pl.format("round {}", pl.col("round")).alias("pass"))
+    by_round: dict[str, dict[str, dict[str, float]]] = {}
+    for cell_id, key, metric, value in table.select(
+            "cell_id", "pass", "metric", "value").iter_rows():
+        by_round.setdefault(cell_id, {}).setdefault(key, {})[metric] = value
     out: CellRounds = {}
     for cell_id, per_round in by_round.items():
         if len(per_round) < 2:
             continue
-        ordered = [per_round[k] for k in sorted(per_round)]
-        names = set().union(*ordered) | set(DERIVED)
-        series = {name: [metric_value(values, name) for values in ordered] for name in names}
-        out[cell_id] = {name: [v for v in values if v is not None]
-                        for name, values in series.items() if all(v is not None for v in values)}
+        names = set().union(*per_round.values()) | set(DERIVED)
+        series = {name: {key: metric_value(values, name) for key, values in per_round.items()}
+                  for name in names}
+        out[cell_id] = {name: {k: v for k, v in values.items() if v is not None}
+                        for name, values in series.items()
+                        if all(v is not None for v in values.values())}
     return out
 
 

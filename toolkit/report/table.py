@@ -1,6 +1,6 @@
 """The results table every experiment's section opens with: one row per cell that ran, its
-coordinates and metric columns in display units (each median's 95 % interval where the cells
-have rounds), split into parts that fit the page.
+coordinates and metric columns in display units (each median's interval, with its level, where
+the cells have rounds), split into parts that fit the page.
 
 Columns every kind measures are defined here, the rest by the kinds (toolkit/report/kinds/);
 every experiment's table knows them all, and a column shows where its metric was measured.
@@ -19,7 +19,7 @@ COMMON_COLUMNS = (
     Column("session create (ms)", "session_create", "ms", group=SPEED),
     Column("first run (ms)", "first_run", "ms", group=SPEED),
     Column("p50 (ms)", "latency_p50", "ms", group=SPEED),
-    Column("p50 95% CI (ms)", "latency_p50", "ms", group=SPEED, interval=True),
+    Column("p50 interval (ms)", "latency_p50", "ms", group=SPEED, interval=True),
     Column("p90 (ms)", "latency_p90", "ms", group=SPEED),
     Column("CV (%)", "latency_cv", "%", group=SPEED),
     Column("robust CV (%)", "latency_rcv", "%", group=SPEED),
@@ -117,13 +117,14 @@ def _status_text(row: Row) -> str:
     return f"{status}: {reason}" if reason and status != "ok" else status
 
 
-def _interval_text(column: Column, span: tuple[float, float] | None,
+def _interval_text(column: Column, span: intervals.Interval | None,
                    value: tuple[float, str] | None) -> str:
-    """A median's 95 % interval over the cell's rounds in the column's unit ("1.20–1.27")."""
+    """A median's interval over the cell's rounds in the column's unit, with its level
+    ("1.20–1.27; 93.8 %")."""
     if span is None or value is None:
         return units.MISSING
-    low, high = (units.convert(v, value[1], column.unit) for v in span)
-    return f"{units.fmt(low)}–{units.fmt(high)}"
+    low, high = (units.convert(v, value[1], column.unit) for v in (span.low, span.high))
+    return f"{units.fmt(low)}–{units.fmt(high)}; {intervals.level_text(span.level)}"
 
 
 def _metric_text(column: Column, value: tuple[float, str] | None) -> str:

@@ -21,7 +21,8 @@ from toolkit.derived import metric_value
 
 Row = dict[str, Any]  # one cell of cells.parquet: coordinates, status, reason, bookkeeping
 Metrics = dict[str, tuple[float, str]]  # metric -> (value, SI unit) of one cell
-CellRounds = dict[str, dict[str, list[float]]]  # cell -> metric -> its value in each round
+# cell -> metric -> its value in each measured round, keyed by the round's pass (rounds.py)
+CellRounds = dict[str, dict[str, dict[str, float]]]
 Chart = dict[str, Any]  # a drawn chart (title, alt, caption, md_path, svg) or a skipped one
 
 # Groups of the results table's metric columns: a group's columns stay side by side when a wide
@@ -39,7 +40,7 @@ class Column:
     unit: str
     integer: bool = False
     group: str = "other"
-    interval: bool = False  # the 95 % interval of the metric's median over the cell's rounds
+    interval: bool = False  # the interval of the metric's median over the cell's rounds
 
 
 @dataclass(frozen=True)
@@ -135,19 +136,21 @@ class Kind:
 
 def ratio_text(numerator: str, denominator: str, metric: str, metrics: dict[str, Metrics],
                rounds: CellRounds, suffix: str = "") -> str:
-    """"2.14 [1.98–2.31]": the ratio of two cells' figures with its interval, both from the
-    bootstrap over their rounds paired by round (intervals.ratio_estimate: the median over
-    draws); the plain ratio of the cells' figures with one round."""
+    """"2.14 [1.98–2.31; 93.8 %]": the ratio of the two cells' figures (their medians over
+    rounds) and the order-statistic interval of the per-pass ratios with its level
+    (intervals.ratio_interval); a figure outside its interval is marked "!" (the rounds and
+    the medians disagree: a finding, not hidden); the plain ratio alone with one round."""
     a, b = (metric_value({m: v for m, (v, _) in metrics.get(cell, {}).items()}, metric)
             for cell in (numerator, denominator))
     if a is None or not b:
         return units.MISSING
-    found = intervals.ratio_estimate(rounds.get(numerator, {}).get(metric, []),
-                                     rounds.get(denominator, {}).get(metric, []))
+    figure = a / b
+    found = intervals.ratio_interval(rounds.get(numerator, {}).get(metric, {}),
+                                     rounds.get(denominator, {}).get(metric, {}))
     if found is None:
-        return units.fmt(a / b) + suffix
-    middle, (low, high) = found
-    return f"{units.fmt(middle)}{suffix} [{units.fmt(low)}–{units.fmt(high)}]"
+        return units.fmt(figure) + suffix
+    flag = " !" if intervals.outside(figure, found) else ""
+    return f"{units.fmt(figure)}{suffix}{flag} {found.text(units.fmt)}"
 
 
 def drawn(path: Path, title: str, alt: str, caption: str) -> Chart:

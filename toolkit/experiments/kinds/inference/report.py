@@ -49,7 +49,7 @@ def section(exp: Experiment) -> Section:
 
 def method_ratios(rows: list[Row], metrics: dict[str, Metrics], rounds: CellRounds) -> Table:
     """NeuralScale ÷ uniform per (model, scale, framework, device, precision, batch), with the
-    95 % interval of each ratio where the cells have rounds."""
+    interval of each ratio, with its level, where the cells have rounds."""
     pair_on = [c for c in COORDINATES
                if c != "method" and any(r.get(c) is not None for r in rows)]
     by_method: dict[str, dict[tuple, str]] = {}
@@ -99,7 +99,7 @@ def _varying(rows: list[Row], coords: list[str], fixed: tuple[str, ...]) -> list
 
 
 def _charts(exp: Experiment) -> list[Chart]:
-    """Latency and memory against parameters (error bars: the 95 % interval of each median
+    """Latency and memory against parameters (error bars: the interval of each median
     over the cell's rounds), then accuracy against runtime memory."""
     name, metrics = exp.name, exp.metrics
     ok = [r for r in exp.rows

@@ -71,7 +71,7 @@ def section(exp: Experiment) -> Section:
 def speedups(rows: list[Row], metrics: dict[str, Metrics], rounds: CellRounds) -> Table:
     """Training throughput per (framework, device, batch, freeze) and precision, relative to
     the same framework, device and batch at freeze 0 in fp32: the training study's matrix
-    (with 95 % intervals where the cells have rounds)."""
+    (with intervals and their levels where the cells have rounds)."""
     intro = (Span("Speed-up over full fp32 training", "strong"),
              Span(" (throughput relative to freeze 0, fp32; same framework, device, batch)"))
     if not rows or "freeze" not in rows[0]:
