@@ -346,3 +346,29 @@ def test_one_round_judges_the_point_estimate():
     rows = [{k: v for k, v in r.items() if k != ROUNDS} for r in _rounds_grid([3.0, 2.0, 2.9])]
     verdict = evaluate(_claim(), SOURCE, rows, rows, "quick", "raspberry-pi-4")
     assert verdict.interval is None and verdict.rounds == 1 and verdict.verdict == REPRODUCED
+
+
+def _training_rows(throughputs: dict[tuple[str, int], float]) -> list[dict]:
+    """GPU fp32 training cells of VGG-16: (framework, batch) -> throughput."""
+    return [{"experiment": "training", "cell_id": f"{framework}-{batch}", "model": "vgg16",
+             "framework": framework, "device": "cuda", "precision": "fp32", "freeze": 0,
+             "batch": batch, "status": "ok", "reason": "", "throughput": throughput}
+            for (framework, batch), throughput in throughputs.items()]
+
+
+def test_a_best_claim_compares_only_what_every_group_measured():
+    """Item 6: PyTorch at batches 64 and 256, TensorRT only at 64 and faster there. The mean
+    over each framework's own batches made PyTorch 'best' from its batch-256 cell alone."""
+    claim = _shipped("meissl-pytorch-most-efficient-gpu")
+    rows = _training_rows({("pytorch", 64): 300.0, ("pytorch", 256): 600.0,
+                           ("tensorrt", 64): 350.0, ("onnxruntime-training", 64): 200.0,
+                           ("onnxruntime-training", 256): 250.0})
+    verdict = evaluate(claim, SOURCE, rows, rows, "paper", "jetson-orin")
+    assert verdict.observed == "tensorrt" and verdict.verdict == NOT_REPRODUCED
+    assert verdict.n == 3  # the three batch-64 cells
+    apart = _training_rows({("pytorch", 256): 600.0, ("tensorrt", 64): 350.0,
+                            ("onnxruntime-training", 64): 200.0})
+    verdict = evaluate(claim, SOURCE, apart, apart, "paper", "jetson-orin")
+    assert verdict.verdict == NOT_COMPARABLE and verdict.observed is None
+    assert verdict.reason == ("no model, scale, device, precision, batch measured by every "
+                              "framework")

@@ -225,6 +225,23 @@ def _coverage(claim: Claim, used: list[dict[str, Any]]) -> str:
             f"missing: {named}{more}")
 
 
+def _measured_by_all(claim: Claim, measured: list[tuple[dict[str, Any], float]],
+                     ) -> tuple[list[tuple[dict[str, Any], float]], list[str]]:
+    """For a "best" claim: the (row, value) pairs at the points (the pair_on coordinates other
+    than best_of) that every group measured, and those coordinates. A group's mean over points
+    another group lacks (a batch only one framework ran) would compare unlike cells."""
+    keys = [k for k in claim.pair_on if k != claim.best_of]
+
+    def point(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row.get(k) for k in keys)
+
+    points: dict[Any, set[tuple[Any, ...]]] = {}
+    for row, _ in measured:
+        points.setdefault(row.get(claim.best_of), set()).add(point(row))
+    common = set.intersection(*points.values())
+    return [(r, v) for r, v in measured if point(r) in common], keys
+
+
 @dataclass(frozen=True)
 class _Observation:
     value: float | str | None
@@ -254,14 +271,18 @@ def _observe(claim: Claim, rows: list[dict[str, Any]], cells: list[dict[str, Any
         return _Observation(sum(v for _, v in measured) / len(measured), len(measured),
                             [r for r, _ in measured], "")
     if claim.comparison == "best":
-        groups: dict[Any, list[float]] = {}
         measured = values(base)
-        for row, value in measured:
-            groups.setdefault(row.get(claim.best_of), []).append(value)
-        if len(groups) < 2:
+        if len({row.get(claim.best_of) for row, _ in measured}) < 2:
             return _Observation(None, 0, [r for r, _ in measured],
                                 f"fewer than two {claim.best_of} values measured" if base
                                 else _missing(rows, cells, claim.experiment, claim.filter))
+        measured, keys = _measured_by_all(claim, measured)
+        if not measured:
+            return _Observation(None, 0, [], f"no {', '.join(keys)} measured by every "
+                                f"{claim.best_of}")
+        groups: dict[Any, list[float]] = {}
+        for row, value in measured:
+            groups.setdefault(row.get(claim.best_of), []).append(value)
         means = {key: sum(v) / len(v) for key, v in groups.items()}
         pick = max if claim.higher_is_better else min
         return _Observation(str(pick(means, key=means.__getitem__)),
