@@ -372,3 +372,21 @@ def test_a_best_claim_compares_only_what_every_group_measured():
     assert verdict.verdict == NOT_COMPARABLE and verdict.observed is None
     assert verdict.reason == ("no model, scale, device, precision, batch measured by every "
                               "framework")
+
+
+def test_the_cpu_bf16_form_of_meissls_claim_is_a_stand_in_on_an_orins_cpu_too():
+    """Item 7: Meißl measured fp16 on the Orin's GPU; measured on the Orin's own CPU with bf16,
+    the claim stands in for the mechanism just as on any other CPU, and says so."""
+    claim = _shipped("meissl-freeze-plus-precision-speedup-cpu")
+    rows = [{"experiment": "training", "cell_id": f"{freeze}{precision}", "model": "vgg16",
+             "framework": "pytorch", "device": "cpu", "precision": precision,
+             "freeze": freeze, "batch": 64, "status": "ok", "reason": "", "throughput": t,
+             "torch_version": "2.1.0"}
+            for freeze, precision, t in ((0, "fp32", 90.0), (10, "bf16", 250.0))]
+    orin = {"machine": "aarch64", "cpu": "Cortex-A78AE", "cores_usable": 12}
+    verdict = evaluate(claim, SOURCE, rows, rows, "quick", "jetson-orin", orin)
+    assert verdict.verdict == REPRODUCED
+    assert verdict.label == "reproduced on stand-in hardware (aarch64, 12 cores)"
+    assert verdict.stand_in == "aarch64 Cortex-A78AE, 12 cores, PyTorch 2.1.0"
+    gpu = _shipped("meissl-freeze-plus-precision-speedup")
+    assert not gpu.always_stand_in  # the GPU form on an Orin is judged on its own hardware

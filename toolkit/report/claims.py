@@ -13,7 +13,8 @@ A verdict never rests on less than the claim speaks about:
   power-law fit (a search that fell back to another fit measured something else);
 - on hardware other than the named one it is judged only where the claim allows a stand-in
   (the same kind of device, e.g. another CPU for a Raspberry Pi's CPU), and that verdict is a
-  class of its own, labelled with the machine that measured it.
+  class of its own, labelled with the machine that measured it; a claim form that no machine
+  measures as the source did (`always_stand_in`) is such a verdict on the named hardware too.
 """
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ class Claim(_Strict):
     # Another machine of the same kind may stand in for the named hardware (its verdict is then
     # labelled as measured on stand-in hardware and counted apart).
     stand_in: bool = False
+    # A form of the claim that no machine measures as the source did (Meißl's GPU fp16 finding
+    # as CPU bf16): a stand-in verdict on every machine, the named hardware's CPU included.
+    always_stand_in: bool = False
     min_profile: Literal["smoke", "quick", "paper"] = "paper"
     # "width": the claim's scales are width ratios (Lee & Lee); "params": parameter ratios
     # (Gealy); empty: the claim is not about scaled models.
@@ -92,6 +96,8 @@ class Claim(_Strict):
         if self.operator == "between" and (self.upper is None or isinstance(self.expected, str)
                                            or self.upper < float(self.expected)):
             raise ValueError(f"claim {self.id}: 'between' needs a numeric expected <= upper")
+        if self.always_stand_in and not (self.stand_in and self.hardware):
+            raise ValueError(f"claim {self.id}: always_stand_in needs stand_in and hardware")
         return self
 
 
@@ -363,7 +369,7 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     """One claim against one run: rows are ok cells with coordinates, settings and metrics."""
     observation = _observe(claim, rows, cells)
     reasons, stand_in, short = [], "", ""
-    if claim.hardware and device_type not in claim.hardware:
+    if claim.hardware and (device_type not in claim.hardware or claim.always_stand_in):
         if claim.stand_in:
             stand_in = describe_machine(environment or {"machine": device_type},
                                         observation.used)
