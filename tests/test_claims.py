@@ -24,7 +24,8 @@ def _cell(method: str, model: str, scale: float, status: str = "ok", reason: str
     return {"experiment": "scaling-inference", "cell_id": f"{model}-{method}-{scale}",
             "model": model, "method": method, "scale": scale, "framework": "onnxruntime",
             "device": "cpu", "precision": "fp32", "batch": 1, "status": status,
-            "reason": reason, **({"fit": fit} if method == "neuralscale" else {}), **metrics}
+            "reason": reason, **metrics,
+            **({"fit": fit, "search": "published"} if method == "neuralscale" else {})}
 
 
 # NeuralScale: 3x the latency and 1.1x the memory per parameter of uniform, at every pair.
@@ -46,7 +47,7 @@ def _claim(**fields) -> Claim:
     base = {"id": "c", "statement": "s", "experiment": "scaling-inference",
             "metric": "latency_p50", "comparison": "ratio", "numerator": {"method": "neuralscale"},
             "denominator": {"method": "uniform"}, "operator": "at_least", "expected": 2.5,
-            "min_profile": "smoke"}
+            "min_profile": "smoke", "search_data": {"dataset": "cifar10", "classes": 10}}
     return Claim(**(base | fields))
 
 
@@ -390,3 +391,67 @@ def test_the_cpu_bf16_form_of_meissls_claim_is_a_stand_in_on_an_orins_cpu_too():
     assert verdict.stand_in == "aarch64 Cortex-A78AE, 12 cores, PyTorch 2.1.0"
     gpu = _shipped("meissl-freeze-plus-precision-speedup")
     assert not gpu.always_stand_in  # the GPU form on an Orin is judged on its own hardware
+
+
+def _searched(cells: list[dict], model: str, dataset: str, classes: int) -> list[dict]:
+    """The grid with `model`'s NeuralScale architectures from a search run here."""
+    return [c | {"search": "searched", "searched_on": dataset, "classes": classes}
+            if c["model"] == model and c["method"] == "neuralscale" else c for c in cells]
+
+
+def test_a_neuralscale_architecture_counts_only_from_the_papers_searches():
+    """Item 5: Quick's ResNet-50 comes from a one-iteration search on a synthetic 100-class set;
+    Gealy's verdicts must not rest on it. An architecture counts when it came from the
+    published record sets or from a search on the claim's data set and class count."""
+    claim = _shipped("gealy-cpu-latency")
+    assert _judge(claim, _grid()).verdict == REPRODUCED  # the published record sets count
+    quick = _searched(_grid(), "resnet50", "synthetic", 100)
+    verdict = _judge(claim, quick)
+    assert verdict.verdict == NOT_COMPARABLE and verdict.observed == pytest.approx(3.0)
+    assert verdict.reason == ("NeuralScale architectures neither from the published searches "
+                              "nor searched on cifar10 with 10 classes: resnet50 searched "
+                              "here on synthetic data (100 classes)")
+    on_cifar10 = _searched(_grid(), "resnet50", "cifar10", 10)
+    assert _judge(claim, on_cifar10).verdict == REPRODUCED
+    wrong_classes = _searched(_grid(), "resnet50", "cifar10", 100)
+    assert "resnet50 searched here on cifar10 data (100 classes)" in _judge(
+        claim, wrong_classes).reason
+    unrecorded = [{k: v for k, v in c.items() if k != "search"} for c in _grid()]
+    assert _judge(claim, unrecorded).reason.endswith(
+        "mobilenetv2 (search not recorded), preact_resnet18 (search not recorded), resnet50 "
+        "(search not recorded), vgg11 (search not recorded)")
+    uniform_only = _judge(_shipped("lee-vgg11-c10-uniform-0.25"), quick)
+    assert "NeuralScale" not in uniform_only.reason  # a claim about uniform scaling
+
+
+def test_run_rows_carry_where_a_neuralscale_architecture_came_from():
+    """The cell's NeuralScale solution (prepare.py) names the search's source and data set."""
+    cells = [_cell("neuralscale", model, 0.5) | {"run_id": "r"}
+             for model in ("vgg11", "resnet50")]
+    records = pl.DataFrame({"cell_id": [c["cell_id"] for c in cells],
+                            "metric": ["latency_p50"] * 2, "value": [0.003, 0.004]})
+    frame = pl.DataFrame([{k: v for k, v in c.items() if k not in ("fit", "search")}
+                          for c in cells])
+    settings = {"dataset": "synthetic", "classes": 100, "scaling_mode": "params"}
+    solutions = {"vgg11": {"fit": "power_law", "source": "published", "searched_on": "cifar100"},
+                 "resnet50": {"fit": "power_law", "source": "searched",
+                              "searched_on": "synthetic"}}
+    rows, _ = run_rows(frame, records, {
+        c["cell_id"]: {"settings": settings | {"neuralscale_solution": solutions[c["model"]]}}
+        for c in cells})
+    found = {r["model"]: (r["search"], r["searched_on"], r["classes"]) for r in rows}
+    assert found == {"vgg11": ("published", "cifar100", 100),
+                     "resnet50": ("searched", "synthetic", 100)}
+
+
+def test_every_shipped_neuralscale_claim_names_its_papers_search_data():
+    from toolkit.report.claims import _about_neuralscale
+
+    about = [c for p in load_publications() for c in p.claims if _about_neuralscale(c)]
+    assert len(about) == 14
+    gealy = {(c.search_data.dataset, c.search_data.classes) for c in about
+             if c.id.startswith("gealy")}
+    assert gealy == {("cifar10", 10)}
+    assert _shipped("lee-mobilenetv2-c100-neuralscale-0.25").search_data.classes == 100
+    with pytest.raises(ValueError, match="search_data"):
+        _claim(search_data=None)

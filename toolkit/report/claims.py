@@ -10,7 +10,11 @@ A verdict never rests on less than the claim speaks about:
   one the cells were scaled in;
 - every (model, scale) pair or framework it `covers` must be measured;
 - a claim about NeuralScale needs every NeuralScale architecture behind it to come from a
-  power-law fit (a search that fell back to another fit measured something else);
+  power-law fit (a search that fell back to another fit measured something else), and from the
+  paper's searches: the published record sets, or a search run here on the data set and class
+  count the claim's `search_data` names. Any other architecture (quick's ResNet-50, searched on
+  synthetic data) makes the verdict "not comparable", naming the model and where it was
+  searched; the observed number over all rows is still shown;
 - on hardware other than the named one it is judged only where the claim allows a stand-in
   (the same kind of device, e.g. another CPU for a Raspberry Pi's CPU), and that verdict is a
   class of its own, labelled with the machine that measured it; a claim form that no machine
@@ -43,6 +47,11 @@ DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"
 SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
 FIT = "fit"  # row field: the kind of fit a NeuralScale cell's architecture came from
 POWER_LAW = "power_law"
+# Row fields: where a NeuralScale cell's search came from ("published": the paper's record
+# sets, toolkit/device/scaling/published.py; "searched": run here) and the data set it ran on.
+# The search's class count is the cell's (prepare.py finds or runs a search of that count).
+SEARCH, SEARCHED_ON = "search", "searched_on"
+PUBLISHED = "published"
 # Packages whose version that measured a cell is a row field ("<package>_version"), named
 # beside a stand-in verdict.
 VERSION_PACKAGES = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
@@ -58,6 +67,13 @@ class Source(_Strict):
     citation: str
     url: str = ""
     notes: str = ""
+
+
+class SearchData(_Strict):
+    """The data set and class count of a paper's own NeuralScale searches."""
+
+    dataset: str
+    classes: int
 
 
 class Claim(_Strict):
@@ -90,6 +106,9 @@ class Claim(_Strict):
     # Every combination of these values must be measured (e.g. model x scale for an average).
     covers: dict[str, list[Any]] = {}
     interpretation: str = ""  # the project's reading of the source's words, shown as such
+    # A claim about NeuralScale: what the paper searched on; a search run here counts only on
+    # this data set and class count (the published record sets always count).
+    search_data: SearchData | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Claim:
@@ -98,6 +117,9 @@ class Claim(_Strict):
             raise ValueError(f"claim {self.id}: 'between' needs a numeric expected <= upper")
         if self.always_stand_in and not (self.stand_in and self.hardware):
             raise ValueError(f"claim {self.id}: always_stand_in needs stand_in and hardware")
+        if self.search_data is None and _about_neuralscale(self):
+            raise ValueError(f"claim {self.id} is about NeuralScale: search_data must name the "
+                             "data set and class count of the paper's searches")
         return self
 
 
@@ -106,6 +128,16 @@ class Publication(_Strict):
     claims: list[Claim]
     # What each named hardware is (shown beside a stand-in verdict: what differs).
     hardware: dict[str, str] = {}
+    # Claim fields every claim of the source shares, stated once (a claim's own value wins).
+    defaults: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("defaults"):
+            data = data | {"claims": [data["defaults"] | claim if isinstance(claim, dict)
+                                      else claim for claim in data.get("claims", [])]}
+        return data
 
 
 @dataclass(frozen=True)
@@ -212,6 +244,29 @@ def _fallbacks(rows: list[dict[str, Any]]) -> str:
     bad = sorted({f"{r.get('model')} ({r.get(FIT) or 'fit not recorded'})" for r in rows
                   if r.get("method") == "neuralscale" and r.get(FIT) != POWER_LAW})
     return ("NeuralScale architectures not from a power-law fit: " + ", ".join(bad)) if bad else ""
+
+
+def _searched_elsewhere(claim: Claim, rows: list[dict[str, Any]]) -> str:
+    """Why NeuralScale rows do not stand for the paper's NeuralScale: models whose architecture
+    came neither from the published record sets nor from a search here on the claim's data set
+    and class count (e.g. "resnet50 searched here on synthetic data (100 classes)")."""
+    wanted = claim.search_data
+    if wanted is None:
+        return ""
+    bad = set()
+    for row in rows:
+        if row.get("method") != "neuralscale" or row.get(SEARCH) == PUBLISHED:
+            continue
+        on = (row.get(SEARCHED_ON), row.get("classes"))
+        if row.get(SEARCH) is None:
+            bad.add(f"{row.get('model')} (search not recorded)")
+        elif on != (wanted.dataset, wanted.classes):
+            bad.add(f"{row.get('model')} searched here on {on[0] or 'unrecorded'} data "
+                    f"({on[1]} classes)")
+    if not bad:
+        return ""
+    return (f"NeuralScale architectures neither from the published searches nor searched on "
+            f"{wanted.dataset} with {wanted.classes} classes: " + ", ".join(sorted(bad)))
 
 
 def _coverage(claim: Claim, used: list[dict[str, Any]]) -> str:
@@ -382,7 +437,8 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
         reasons.append(observation.missing)
     else:
         for problem in (_coverage(claim, observation.used),
-                        _fallbacks(observation.used) if _about_neuralscale(claim) else ""):
+                        _fallbacks(observation.used) if _about_neuralscale(claim) else "",
+                        _searched_elsewhere(claim, observation.used)):
             if problem:
                 reasons.append(problem)
     notes = hardware_notes or {}
@@ -458,7 +514,8 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
 
     `results` (cell id -> the cell's result file: its settings and the versions that measured
     it) adds what claims filter on beyond the grid: the data set, class count, scaling
-    convention, for a NeuralScale cell the kind of fit its architecture was solved from, and
+    convention, for a NeuralScale cell the kind of fit its architecture was solved from and
+    where its search came from (published or run here, and on which data set), and
     the ONNX Runtime or PyTorch that measured it (named beside a stand-in verdict)."""
     all_cells = cells.to_dicts()
     metrics: dict[str, dict[str, Any]] = {}
@@ -471,6 +528,9 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
         solution = ran_with.get("neuralscale_solution") or {}
         if solution.get("fit"):
             cell[FIT] = solution["fit"]
+        cell.update({field: solution[key] for field, key in ((SEARCH, "source"),
+                                                             (SEARCHED_ON, "searched_on"))
+                     if solution.get(key)})
         measured = [r for r in result.get("rounds", []) if r["status"] in cell_rounds.MEASURED]
         if len(measured) > 1:  # only rows carry them (not the cell list the report shows)
             metrics.setdefault(cell["cell_id"], {})[ROUNDS] = {
