@@ -1,4 +1,6 @@
 """Published claims against synthetic records with known values."""
+import re
+
 import polars as pl
 import pytest
 
@@ -9,6 +11,7 @@ from toolkit.report.claims import (
     REPRODUCED,
     ROUNDS,
     Claim,
+    Publication,
     Source,
     evaluate,
     evaluate_all,
@@ -455,3 +458,54 @@ def test_every_shipped_neuralscale_claim_names_its_papers_search_data():
     assert _shipped("lee-mobilenetv2-c100-neuralscale-0.25").search_data.classes == 100
     with pytest.raises(ValueError, match="search_data"):
         _claim(search_data=None)
+
+
+def _stated(number: float, text: str) -> bool:
+    """Whether text states the number: 0.4 as "0.4", "0.40" or "40 %"; 3.0 as "3" or "3x"."""
+    def digits(x: float) -> str:  # with any trailing zeros
+        shown = f"{x:g}"
+        return re.escape(shown) + ("0*" if "." in shown else r"(?:\.0+)?")
+
+    forms = [digits(number), digits(number * 100) + r"\s*%"]
+    return any(re.search(rf"(?<![\d.]){form}(?!\.?\d)", text) for form in forms)
+
+
+def _numbers(claim: Claim) -> list[float]:
+    """Every number a claim's verdict rests on: its bound and the coordinates it compares."""
+    bound = [claim.expected, claim.upper, claim.tolerance or None]
+    sides = [v for side in (claim.filter, claim.numerator, claim.denominator)
+             for v in side.values()]
+    return [float(v) for v in bound + sides
+            if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def test_every_number_the_source_does_not_state_is_the_projects_reading():
+    """Item 8: bands, bounds and settings the source gives no figure for (±0.10 around 0.40,
+    ±0.5 around 2.7, "slightly more" as >= 1, freeze = 10) are labelled as readings, and each
+    reading names its numbers."""
+    for claim in (c for p in load_publications() for c in p.claims):
+        unstated = [x for x in _numbers(claim) if not _stated(x, claim.statement)]
+        if unstated:
+            assert "project's reading" in claim.interpretation, claim.id
+            assert all(_stated(x, claim.interpretation) for x in unstated), (claim.id, unstated)
+    assert not _stated(0.1, _shipped("gealy-gpu-accuracy-per-mb").statement)
+    assert "freeze = 10" in _shipped("meissl-freeze-plus-precision-speedup").interpretation
+
+
+def test_statements_quote_the_source_and_a_derived_claim_says_so():
+    """Item 8: Meißl wrote "highly efficient" (the reading as the highest throughput goes in
+    the footnote); Gealy's absolute runtime memory claim is the project's derivation from his
+    2.7x memory per parameter, marked derived so it never counts as a second confirmation."""
+    best = _shipped("meissl-pytorch-most-efficient-gpu")
+    assert "highly efficient" in best.statement and "most efficient" not in best.statement
+    assert "highest training throughput" in best.interpretation
+    assert "slower than PyTorch" not in _shipped("meissl-tensorrt-parameters-as-inputs").statement
+    derived = _shipped("gealy-gpu-runtime-memory")
+    assert derived.derived_from == "gealy-gpu-memory-per-parameter"
+    assert derived.statement.startswith("Derived from")
+    assert [c.id for p in load_publications() for c in p.claims if c.derived_from] == [
+        "gealy-gpu-runtime-memory"]
+    source = {"key": "k", "citation": "c"}
+    with pytest.raises(ValueError, match="derived from nothing"):
+        Publication.model_validate({"source": source, "claims": [
+            _claim().model_dump() | {"derived_from": "nothing"}]})

@@ -109,6 +109,9 @@ class Claim(_Strict):
     # A claim about NeuralScale: what the paper searched on; a search run here counts only on
     # this data set and class count (the published record sets always count).
     search_data: SearchData | None = None
+    # The id of the claim (same source) this one is the project's derivation from: not
+    # independent evidence, so the report shows it as derived and never counts its verdict.
+    derived_from: str = ""
 
     @model_validator(mode="after")
     def _bounds(self) -> Claim:
@@ -138,6 +141,16 @@ class Publication(_Strict):
             data = data | {"claims": [data["defaults"] | claim if isinstance(claim, dict)
                                       else claim for claim in data.get("claims", [])]}
         return data
+
+    @model_validator(mode="after")
+    def _derivations(self) -> Publication:
+        ids = {claim.id for claim in self.claims}
+        for claim in self.claims:
+            if claim.derived_from and (claim.derived_from not in ids
+                                       or claim.derived_from == claim.id):
+                raise ValueError(f"claim {claim.id} is derived from {claim.derived_from}, "
+                                 f"which is not another claim of {self.source.key}")
+        return self
 
 
 @dataclass(frozen=True)
