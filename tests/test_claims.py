@@ -1,4 +1,5 @@
 """Published claims against synthetic records with known values."""
+import re
 import statistics
 
 import polars as pl
@@ -12,6 +13,7 @@ from toolkit.report.claims import (
     REPRODUCED,
     ROUNDS,
     Claim,
+    Publication,
     Source,
     evaluate,
     evaluate_all,
@@ -38,7 +40,8 @@ def _cell(method: str, model: str, scale: float, status: str = "ok", reason: str
     row = {"experiment": "scaling-inference", "cell_id": f"{model}-{method}-{scale}",
            "model": model, "method": method, "scale": scale, "framework": "onnxruntime",
            "device": "cpu", "precision": "fp32", "batch": 1, "status": status,
-           "reason": reason, **({"fit": fit} if method == "neuralscale" else {}), **metrics}
+           "reason": reason, **metrics,
+           **({"fit": fit, "search": "published"} if method == "neuralscale" else {})}
     return steady(row) if status == "ok" else row
 
 
@@ -61,7 +64,7 @@ def _claim(**fields) -> Claim:
     base = {"id": "c", "statement": "s", "experiment": "scaling-inference",
             "metric": "latency_p50", "comparison": "ratio", "numerator": {"method": "neuralscale"},
             "denominator": {"method": "uniform"}, "operator": "at_least", "expected": 2.5,
-            "min_profile": "smoke"}
+            "min_profile": "smoke", "search_data": {"dataset": "cifar10", "classes": 10}}
     return Claim(**(base | fields))
 
 
@@ -427,3 +430,163 @@ def test_an_interval_covering_a_whole_band_is_inconclusive():
     inside = _rounds_grid([2.5, 2.7, 2.9, 2.6, 2.8])
     assert evaluate(claim, SOURCE, inside, inside, "quick",
                     "raspberry-pi-4").verdict == REPRODUCED
+
+
+def _training_rows(throughputs: dict[tuple[str, int], float]) -> list[dict]:
+    """GPU fp32 training cells of VGG-16: (framework, batch) -> throughput."""
+    return [steady({"experiment": "training", "cell_id": f"{framework}-{batch}",
+                    "model": "vgg16", "framework": framework, "device": "cuda",
+                    "precision": "fp32", "freeze": 0, "batch": batch, "status": "ok",
+                    "reason": "", "throughput": throughput})
+            for (framework, batch), throughput in throughputs.items()]
+
+
+def test_a_best_claim_compares_only_what_every_group_measured():
+    """Item 6: PyTorch at batches 64 and 256, TensorRT only at 64 and faster there. The mean
+    over each framework's own batches made PyTorch 'best' from its batch-256 cell alone."""
+    claim = _shipped("meissl-pytorch-most-efficient-gpu")
+    rows = _training_rows({("pytorch", 64): 300.0, ("pytorch", 256): 600.0,
+                           ("tensorrt", 64): 350.0, ("onnxruntime-training", 64): 200.0,
+                           ("onnxruntime-training", 256): 250.0})
+    verdict = evaluate(claim, SOURCE, rows, rows, "paper", "jetson-orin")
+    assert verdict.observed == "tensorrt" and verdict.verdict == NOT_REPRODUCED
+    assert verdict.n == 3  # the three batch-64 cells
+    apart = _training_rows({("pytorch", 256): 600.0, ("tensorrt", 64): 350.0,
+                            ("onnxruntime-training", 64): 200.0})
+    verdict = evaluate(claim, SOURCE, apart, apart, "paper", "jetson-orin")
+    assert verdict.verdict == NOT_COMPARABLE and verdict.observed is None
+    assert verdict.reason == ("no model, scale, device, precision, batch measured by every "
+                              "framework")
+
+
+def test_the_cpu_bf16_form_of_meissls_claim_is_a_stand_in_on_an_orins_cpu_too():
+    """Item 7: Meißl measured fp16 on the Orin's GPU; measured on the Orin's own CPU with bf16,
+    the claim stands in for the mechanism just as on any other CPU, and says so."""
+    claim = _shipped("meissl-freeze-plus-precision-speedup-cpu")
+    rows = [steady({"experiment": "training", "cell_id": f"{freeze}{precision}",
+                    "model": "vgg16", "framework": "pytorch", "device": "cpu",
+                    "precision": precision, "freeze": freeze, "batch": 64, "status": "ok",
+                    "reason": "", "throughput": t, "torch_version": "2.1.0"})
+            for freeze, precision, t in ((0, "fp32", 90.0), (10, "bf16", 250.0))]
+    orin = {"machine": "aarch64", "cpu": "Cortex-A78AE", "cores_usable": 12}
+    verdict = evaluate(claim, SOURCE, rows, rows, "quick", "jetson-orin", orin)
+    assert verdict.verdict == REPRODUCED
+    assert verdict.label == "reproduced on stand-in hardware (aarch64, 12 cores)"
+    assert verdict.stand_in == "aarch64 Cortex-A78AE, 12 cores, PyTorch 2.1.0"
+    gpu = _shipped("meissl-freeze-plus-precision-speedup")
+    assert not gpu.always_stand_in  # the GPU form on an Orin is judged on its own hardware
+
+
+def _searched(cells: list[dict], model: str, dataset: str, classes: int) -> list[dict]:
+    """The grid with `model`'s NeuralScale architectures from a search run here."""
+    return [c | {"search": "searched", "searched_on": dataset, "classes": classes}
+            if c["model"] == model and c["method"] == "neuralscale" else c for c in cells]
+
+
+def test_a_neuralscale_architecture_counts_only_from_the_papers_searches():
+    """Item 5: Quick's ResNet-50 comes from a one-iteration search on a synthetic 100-class set;
+    Gealy's verdicts must not rest on it. An architecture counts when it came from the
+    published record sets or from a search on the claim's data set and class count."""
+    claim = _shipped("gealy-cpu-latency")
+    assert _judge(claim, _grid()).verdict == REPRODUCED  # the published record sets count
+    quick = _searched(_grid(), "resnet50", "synthetic", 100)
+    verdict = _judge(claim, quick)
+    assert verdict.verdict == NOT_COMPARABLE and verdict.observed == pytest.approx(3.0)
+    assert verdict.reason == ("NeuralScale architectures neither from the published searches "
+                              "nor searched on cifar10 with 10 classes: resnet50 searched "
+                              "here on synthetic data (100 classes)")
+    on_cifar10 = _searched(_grid(), "resnet50", "cifar10", 10)
+    assert _judge(claim, on_cifar10).verdict == REPRODUCED
+    wrong_classes = _searched(_grid(), "resnet50", "cifar10", 100)
+    assert "resnet50 searched here on cifar10 data (100 classes)" in _judge(
+        claim, wrong_classes).reason
+    unrecorded = [{k: v for k, v in c.items() if k != "search"} for c in _grid()]
+    assert _judge(claim, unrecorded).reason.endswith(
+        "mobilenetv2 (search not recorded), preact_resnet18 (search not recorded), resnet50 "
+        "(search not recorded), vgg11 (search not recorded)")
+    uniform_only = _judge(_shipped("lee-vgg11-c10-uniform-0.25"), quick)
+    assert "NeuralScale" not in uniform_only.reason  # a claim about uniform scaling
+
+
+def test_run_rows_carry_where_a_neuralscale_architecture_came_from():
+    """The cell's NeuralScale solution (prepare.py) names the search's source and data set."""
+    cells = [_cell("neuralscale", model, 0.5) | {"run_id": "r"}
+             for model in ("vgg11", "resnet50")]
+    records = pl.DataFrame({"cell_id": [c["cell_id"] for c in cells],
+                            "metric": ["latency_p50"] * 2, "value": [0.003, 0.004]})
+    frame = pl.DataFrame([{k: v for k, v in c.items() if k not in ("fit", "search")}
+                          for c in cells])
+    settings = {"dataset": "synthetic", "classes": 100, "scaling_mode": "params"}
+    solutions = {"vgg11": {"fit": "power_law", "source": "published", "searched_on": "cifar100"},
+                 "resnet50": {"fit": "power_law", "source": "searched",
+                              "searched_on": "synthetic"}}
+    rows, _ = run_rows(frame, records, {
+        c["cell_id"]: {"settings": settings | {"neuralscale_solution": solutions[c["model"]]}}
+        for c in cells})
+    found = {r["model"]: (r["search"], r["searched_on"], r["classes"]) for r in rows}
+    assert found == {"vgg11": ("published", "cifar100", 100),
+                     "resnet50": ("searched", "synthetic", 100)}
+
+
+def test_every_shipped_neuralscale_claim_names_its_papers_search_data():
+    from toolkit.report.claims import _about_neuralscale
+
+    about = [c for p in load_publications() for c in p.claims if _about_neuralscale(c)]
+    assert len(about) == 14
+    gealy = {(c.search_data.dataset, c.search_data.classes) for c in about
+             if c.id.startswith("gealy")}
+    assert gealy == {("cifar10", 10)}
+    assert _shipped("lee-mobilenetv2-c100-neuralscale-0.25").search_data.classes == 100
+    with pytest.raises(ValueError, match="search_data"):
+        _claim(search_data=None)
+
+
+def _stated(number: float, text: str) -> bool:
+    """Whether text states the number: 0.4 as "0.4", "0.40" or "40 %"; 3.0 as "3" or "3x"."""
+    def digits(x: float) -> str:  # with any trailing zeros
+        shown = f"{x:g}"
+        return re.escape(shown) + ("0*" if "." in shown else r"(?:\.0+)?")
+
+    forms = [digits(number), digits(number * 100) + r"\s*%"]
+    return any(re.search(rf"(?<![\d.]){form}(?!\.?\d)", text) for form in forms)
+
+
+def _numbers(claim: Claim) -> list[float]:
+    """Every number a claim's verdict rests on: its bound and the coordinates it compares."""
+    bound = [claim.expected, claim.upper, claim.tolerance or None]
+    sides = [v for side in (claim.filter, claim.numerator, claim.denominator)
+             for v in side.values()]
+    return [float(v) for v in bound + sides
+            if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def test_every_number_the_source_does_not_state_is_the_projects_reading():
+    """Item 8: bands, bounds and settings the source gives no figure for (±0.10 around 0.40,
+    ±0.5 around 2.7, "slightly more" as >= 1, freeze = 10) are labelled as readings, and each
+    reading names its numbers."""
+    for claim in (c for p in load_publications() for c in p.claims):
+        unstated = [x for x in _numbers(claim) if not _stated(x, claim.statement)]
+        if unstated:
+            assert "project's reading" in claim.interpretation, claim.id
+            assert all(_stated(x, claim.interpretation) for x in unstated), (claim.id, unstated)
+    assert not _stated(0.1, _shipped("gealy-gpu-accuracy-per-mb").statement)
+    assert "freeze = 10" in _shipped("meissl-freeze-plus-precision-speedup").interpretation
+
+
+def test_statements_quote_the_source_and_a_derived_claim_says_so():
+    """Item 8: Meißl wrote "highly efficient" (the reading as the highest throughput goes in
+    the footnote); Gealy's absolute runtime memory claim is the project's derivation from his
+    2.7x memory per parameter, marked derived so it never counts as a second confirmation."""
+    best = _shipped("meissl-pytorch-most-efficient-gpu")
+    assert "highly efficient" in best.statement and "most efficient" not in best.statement
+    assert "highest training throughput" in best.interpretation
+    assert "slower than PyTorch" not in _shipped("meissl-tensorrt-parameters-as-inputs").statement
+    derived = _shipped("gealy-gpu-runtime-memory")
+    assert derived.derived_from == "gealy-gpu-memory-per-parameter"
+    assert derived.statement.startswith("Derived from")
+    assert [c.id for p in load_publications() for c in p.claims if c.derived_from] == [
+        "gealy-gpu-runtime-memory"]
+    source = {"key": "k", "citation": "c"}
+    with pytest.raises(ValueError, match="derived from nothing"):
+        Publication.model_validate({"source": source, "claims": [
+            _claim().model_dump() | {"derived_from": "nothing"}]})

@@ -572,9 +572,10 @@ def test_summary_opens_the_report(rendered: tuple[dict[str, Path], str, str]) ->
             "host runner); profile smoke\n") in top
     assert f"- **Run:** {RUN_ID}, created 2025-01-01T00:00:00Z, git commit abc1234\n" in top
     assert "- **Cells:** 9 ok, 1 failed, 1 not run" in top
-    verdicts = claims.load_publications()
-    total = sum(len(p.claims) for p in verdicts)
-    assert re.search(rf"- \*\*Published claims \({total}\):\*\* \d+ not comparable\n", top)
+    shipped = [c for p in claims.load_publications() for c in p.claims]
+    derived = sum(bool(c.derived_from) for c in shipped)
+    assert re.search(rf"- \*\*Published claims \({len(shipped) - derived}\):\*\* \d+ not "
+                     rf"comparable; {derived} derived from another claim, not counted\n", top)
     assert "*No ratio claim has a measured value in this run.*" in top
     assert html.index('<section id="summary"') < html.index('<section id="claims"')
 
@@ -657,6 +658,33 @@ def test_claims_context_handles_any_verdict() -> None:
     assert [r["marks"] for r in rows] == ["¹,²", "¹", "", "¹", "", "²"]
     assert rows[1]["css"] == "verdict-inconclusive"
     assert [r["observed"] for r in context["headline"]] == ["1.25"] * 5  # ratio claims only
+
+
+def test_a_derived_claim_is_marked_and_never_counted(monkeypatch: pytest.MonkeyPatch,
+                                                    run_dir: Path, tmp_path: Path) -> None:
+    """A claim the project derives from another (Gealy's absolute runtime memory from his 2.7x
+    memory per parameter) is shown with its verdict, marked derived, and left out of every
+    count: it is not a second confirmation. A reading shared by claims is one footnote."""
+    publication = synthetic_publication()
+    latency = next(c for c in publication.claims if c.id == "latency")
+    twice = latency.model_copy(update={"id": "latency-twice", "expected": 2.0,
+                                       "derived_from": "latency",
+                                       "statement": "Derived: full width takes twice as long."})
+    derived = publication.model_copy(update={"claims": [*publication.claims, twice]})
+    monkeypatch.setattr(claims, "load_publications", lambda: [derived])
+    paths = render_report(run_dir, tmp_path / "out")
+    md, html = (paths[k].read_text(encoding="utf-8") for k in ("md", "html"))
+    top = _section(md, "## Summary")
+    assert ("- **Published claims judged on the hardware they name (4):** 1 reproduced, "
+            "1 not reproduced, 2 not comparable; 1 derived from another claim, not counted\n"
+            ) in top
+    section = _section(md, "### synthetic (1 reproduced, 1 not reproduced, 2 not comparable; "
+                           "1 reproduced on stand-in hardware; 1 derived, not counted)")
+    _, lines = next(t for t in _md_tables(section) if t[0][0] == "claim")
+    assert lines[-1][0] == "Derived: full width takes twice as long. ᵃ"
+    assert lines[-1][-1] == "**reproduced** (derived from latency: not counted)"
+    assert section.count("- ᵃ 'Three times' is read as 3 ± 0.25.") == 1
+    assert 'reproduced <span class="derived">(derived from latency: not counted)</span>' in html
 
 
 def _not_run(run_dir: Path, reasons: dict[str, str]) -> None:

@@ -10,10 +10,15 @@ A verdict never rests on less than the claim speaks about:
   one the cells were scaled in;
 - every (model, scale) pair or framework it `covers` must be measured;
 - a claim about NeuralScale needs every NeuralScale architecture behind it to come from a
-  power-law fit (a search that fell back to another fit measured something else);
+  power-law fit (a search that fell back to another fit measured something else), and from the
+  paper's searches: the published record sets, or a search run here on the data set and class
+  count the claim's `search_data` names. Any other architecture (quick's ResNet-50, searched on
+  synthetic data) makes the verdict "not comparable", naming the model and where it was
+  searched; the observed number over all rows is still shown;
 - on hardware other than the named one it is judged only where the claim allows a stand-in
   (the same kind of device, e.g. another CPU for a Raspberry Pi's CPU), and that verdict is a
-  class of its own, labelled with the machine that measured it.
+  class of its own, labelled with the machine that measured it; a claim form that no machine
+  measures as the source did (`always_stand_in`) is such a verdict on the named hardware too.
 """
 from __future__ import annotations
 
@@ -43,6 +48,11 @@ DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"
 SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
 FIT = "fit"  # row field: the kind of fit a NeuralScale cell's architecture came from
 POWER_LAW = "power_law"
+# Row fields: where a NeuralScale cell's search came from ("published": the paper's record
+# sets, toolkit/device/scaling/published.py; "searched": run here) and the data set it ran on.
+# The search's class count is the cell's (prepare.py finds or runs a search of that count).
+SEARCH, SEARCHED_ON = "search", "searched_on"
+PUBLISHED = "published"
 # Packages whose version that measured a cell is a row field ("<package>_version"), named
 # beside a stand-in verdict.
 VERSION_PACKAGES = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
@@ -58,6 +68,13 @@ class Source(_Strict):
     citation: str
     url: str = ""
     notes: str = ""
+
+
+class SearchData(_Strict):
+    """The data set and class count of a paper's own NeuralScale searches."""
+
+    dataset: str
+    classes: int
 
 
 class Claim(_Strict):
@@ -80,6 +97,9 @@ class Claim(_Strict):
     # Another machine of the same kind may stand in for the named hardware (its verdict is then
     # labelled as measured on stand-in hardware and counted apart).
     stand_in: bool = False
+    # A form of the claim that no machine measures as the source did (Meißl's GPU fp16 finding
+    # as CPU bf16): a stand-in verdict on every machine, the named hardware's CPU included.
+    always_stand_in: bool = False
     min_profile: Literal["smoke", "quick", "paper"] = "paper"
     # "width": the claim's scales are width ratios (Lee & Lee); "params": parameter ratios
     # (Gealy); empty: the claim is not about scaled models.
@@ -87,12 +107,23 @@ class Claim(_Strict):
     # Every combination of these values must be measured (e.g. model x scale for an average).
     covers: dict[str, list[Any]] = {}
     interpretation: str = ""  # the project's reading of the source's words, shown as such
+    # A claim about NeuralScale: what the paper searched on; a search run here counts only on
+    # this data set and class count (the published record sets always count).
+    search_data: SearchData | None = None
+    # The id of the claim (same source) this one is the project's derivation from: not
+    # independent evidence, so the report shows it as derived and never counts its verdict.
+    derived_from: str = ""
 
     @model_validator(mode="after")
     def _bounds(self) -> Claim:
         if self.operator == "between" and (self.upper is None or isinstance(self.expected, str)
                                            or self.upper < float(self.expected)):
             raise ValueError(f"claim {self.id}: 'between' needs a numeric expected <= upper")
+        if self.always_stand_in and not (self.stand_in and self.hardware):
+            raise ValueError(f"claim {self.id}: always_stand_in needs stand_in and hardware")
+        if self.search_data is None and _about_neuralscale(self):
+            raise ValueError(f"claim {self.id} is about NeuralScale: search_data must name the "
+                             "data set and class count of the paper's searches")
         return self
 
 
@@ -101,6 +132,26 @@ class Publication(_Strict):
     claims: list[Claim]
     # What each named hardware is (shown beside a stand-in verdict: what differs).
     hardware: dict[str, str] = {}
+    # Claim fields every claim of the source shares, stated once (a claim's own value wins).
+    defaults: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("defaults"):
+            data = data | {"claims": [data["defaults"] | claim if isinstance(claim, dict)
+                                      else claim for claim in data.get("claims", [])]}
+        return data
+
+    @model_validator(mode="after")
+    def _derivations(self) -> Publication:
+        ids = {claim.id for claim in self.claims}
+        for claim in self.claims:
+            if claim.derived_from and (claim.derived_from not in ids
+                                       or claim.derived_from == claim.id):
+                raise ValueError(f"claim {claim.id} is derived from {claim.derived_from}, "
+                                 f"which is not another claim of {self.source.key}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -214,6 +265,29 @@ def _fallbacks(rows: list[dict[str, Any]]) -> str:
     return ("NeuralScale architectures not from a power-law fit: " + ", ".join(bad)) if bad else ""
 
 
+def _searched_elsewhere(claim: Claim, rows: list[dict[str, Any]]) -> str:
+    """Why NeuralScale rows do not stand for the paper's NeuralScale: models whose architecture
+    came neither from the published record sets nor from a search here on the claim's data set
+    and class count (e.g. "resnet50 searched here on synthetic data (100 classes)")."""
+    wanted = claim.search_data
+    if wanted is None:
+        return ""
+    bad = set()
+    for row in rows:
+        if row.get("method") != "neuralscale" or row.get(SEARCH) == PUBLISHED:
+            continue
+        on = (row.get(SEARCHED_ON), row.get("classes"))
+        if row.get(SEARCH) is None:
+            bad.add(f"{row.get('model')} (search not recorded)")
+        elif on != (wanted.dataset, wanted.classes):
+            bad.add(f"{row.get('model')} searched here on {on[0] or 'unrecorded'} data "
+                    f"({on[1]} classes)")
+    if not bad:
+        return ""
+    return (f"NeuralScale architectures neither from the published searches nor searched on "
+            f"{wanted.dataset} with {wanted.classes} classes: " + ", ".join(sorted(bad)))
+
+
 def _coverage(claim: Claim, used: list[dict[str, Any]]) -> str:
     """Empty when every combination the claim covers is among the rows used, else which not."""
     if not claim.covers:
@@ -229,6 +303,23 @@ def _coverage(claim: Claim, used: list[dict[str, Any]]) -> str:
     more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
     return (f"covers {len(wanted) - len(missing)} of {len(wanted)} {' × '.join(keys)}; "
             f"missing: {named}{more}")
+
+
+def _measured_by_all(claim: Claim, measured: list[tuple[dict[str, Any], float]],
+                     ) -> tuple[list[tuple[dict[str, Any], float]], list[str]]:
+    """For a "best" claim: the (row, value) pairs at the points (the pair_on coordinates other
+    than best_of) that every group measured, and those coordinates. A group's mean over points
+    another group lacks (a batch only one framework ran) would compare unlike cells."""
+    keys = [k for k in claim.pair_on if k != claim.best_of]
+
+    def point(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row.get(k) for k in keys)
+
+    points: dict[Any, set[tuple[Any, ...]]] = {}
+    for row, _ in measured:
+        points.setdefault(row.get(claim.best_of), set()).add(point(row))
+    common = set.intersection(*points.values())
+    return [(r, v) for r, v in measured if point(r) in common], keys
 
 
 @dataclass(frozen=True)
@@ -260,14 +351,18 @@ def _observe(claim: Claim, rows: list[dict[str, Any]], cells: list[dict[str, Any
         return _Observation(sum(v for _, v in measured) / len(measured), len(measured),
                             [r for r, _ in measured], "")
     if claim.comparison == "best":
-        groups: dict[Any, list[float]] = {}
         measured = values(base)
-        for row, value in measured:
-            groups.setdefault(row.get(claim.best_of), []).append(value)
-        if len(groups) < 2:
+        if len({row.get(claim.best_of) for row, _ in measured}) < 2:
             return _Observation(None, 0, [r for r, _ in measured],
                                 f"fewer than two {claim.best_of} values measured" if base
                                 else _missing(rows, cells, claim.experiment, claim.filter))
+        measured, keys = _measured_by_all(claim, measured)
+        if not measured:
+            return _Observation(None, 0, [], f"no {', '.join(keys)} measured by every "
+                                f"{claim.best_of}")
+        groups: dict[Any, list[float]] = {}
+        for row, value in measured:
+            groups.setdefault(row.get(claim.best_of), []).append(value)
         means = {key: sum(v) / len(v) for key, v in groups.items()}
         pick = max if claim.higher_is_better else min
         return _Observation(str(pick(means, key=means.__getitem__)),
@@ -348,7 +443,7 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     """One claim against one run: rows are ok cells with coordinates, settings and metrics."""
     observation = _observe(claim, rows, cells)
     reasons, stand_in, short = [], "", ""
-    if claim.hardware and device_type not in claim.hardware:
+    if claim.hardware and (device_type not in claim.hardware or claim.always_stand_in):
         if claim.stand_in:
             stand_in = describe_machine(environment or {"machine": device_type},
                                         observation.used)
@@ -361,7 +456,8 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
         reasons.append(observation.missing)
     else:
         for problem in (_coverage(claim, observation.used),
-                        _fallbacks(observation.used) if _about_neuralscale(claim) else ""):
+                        _fallbacks(observation.used) if _about_neuralscale(claim) else "",
+                        _searched_elsewhere(claim, observation.used)):
             if problem:
                 reasons.append(problem)
     notes = hardware_notes or {}
@@ -492,7 +588,8 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
 
     `results` (cell id -> the cell's result file: its settings and the versions that measured
     it) adds what claims filter on beyond the grid: the data set, class count, scaling
-    convention, for a NeuralScale cell the kind of fit its architecture was solved from, and
+    convention, for a NeuralScale cell the kind of fit its architecture was solved from and
+    where its search came from (published or run here, and on which data set), and
     the ONNX Runtime or PyTorch that measured it (named beside a stand-in verdict)."""
     all_cells = cells.to_dicts()
     metrics: dict[str, dict[str, Any]] = {}
@@ -505,6 +602,9 @@ def run_rows(cells: pl.DataFrame, records: pl.DataFrame,
         solution = ran_with.get("neuralscale_solution") or {}
         if solution.get("fit"):
             cell[FIT] = solution["fit"]
+        cell.update({field: solution[key] for field, key in ((SEARCH, "source"),
+                                                             (SEARCHED_ON, "searched_on"))
+                     if solution.get(key)})
         measured = [r for r in result.get("rounds", []) if r["status"] in cell_rounds.MEASURED]
         if len(measured) > 1:  # only rows carry them (not the cell list the report shows)
             metrics.setdefault(cell["cell_id"], {})[ROUNDS] = {

@@ -85,43 +85,50 @@ def claims_context(verdicts: Sequence[Any]) -> dict[str, Any]:
     reason's text is printed once however many claims share it (grouped by the exact string).
     A verdict judged on stand-in hardware is tallied per stand-in machine, never added to those
     on the hardware the claims name; a "not comparable" one was not judged there, and its label
-    says no more than "not comparable", so it is counted with the others.
+    says no more than "not comparable", so it is counted with the others. A claim the project
+    derived from another (`derived_from`) is shown, marked, and never tallied: it would count
+    one finding twice. A reading several claims share is one footnote.
     """
     reasons = _numbered_reasons(verdicts)
     numbers = {r["text"]: r["n"] for r in reasons}
     tallies: dict[str, Counter[str]] = {"": Counter()}
+    derived = 0
     named_hardware: dict[str, dict[str, None]] = {}
     sections: dict[str, dict[str, Any]] = {}
     headline = []
     for verdict in verdicts:
         judged_apart = verdict.stand_in and verdict.verdict != claims.NOT_COMPARABLE
         machine = verdict.stand_in if judged_apart else ""
-        tallies.setdefault(machine, Counter())[verdict.verdict] += 1
-        if judged_apart and getattr(verdict, "named_hardware", ""):
+        is_derived = bool(getattr(verdict.claim, "derived_from", ""))
+        derived += is_derived
+        if not is_derived:
+            tallies.setdefault(machine, Counter())[verdict.verdict] += 1
+        if judged_apart and not is_derived and getattr(verdict, "named_hardware", ""):
             named_hardware.setdefault(machine, {})[verdict.named_hardware] = None
         source = verdict.source
         section = sections.setdefault(source.key, {
             "key": source.key, "anchor": "source-" + slug(source.key),
             "citation": source.citation, "url": source.url, "notes": source.notes,
-            "rows": [], "readings": [], "tally": Counter(), "stand_in_tally": Counter()})
+            "rows": [], "readings": [], "tally": Counter(), "stand_in_tally": Counter(),
+            "derived": 0})
         row = _claim_row(verdict, numbers)
         reading = str(getattr(verdict.claim, "interpretation", "") or "")
         if reading:
-            index = len(section["readings"]) % len(LETTERS)
-            row |= {"reading": LETTERS[index],
-                    "reading_letter": ascii_lowercase.replace("q", "")[index]}
-            section["readings"].append({"mark": row["reading"], "letter": row["reading_letter"],
-                                        "text": reading})
+            row |= _reading_mark(section["readings"], reading)
         section["rows"].append(row)
-        section["tally" if not machine else "stand_in_tally"][verdict.verdict] += 1
+        if is_derived:
+            section["derived"] += 1
+        else:
+            section["tally" if not machine else "stand_in_tally"][verdict.verdict] += 1
         observed = verdict.observed
         if (verdict.claim.comparison == "ratio" and isinstance(observed, int | float)
                 and not isinstance(observed, bool)):
             headline.append(row)
     named = tallies.pop("")
+    apart = f"; {derived} derived from another claim, not counted" if derived else ""
     return {
-        "total": len(verdicts),
-        "counts": counts_text(named),
+        "total": len(verdicts) - derived,
+        "counts": counts_text(named) + apart,
         "named_total": sum(named.values()),
         "stand_in": [{"machine": machine, "total": sum(tally.values()),
                       "counts": counts_text(tally),
@@ -130,16 +137,30 @@ def claims_context(verdicts: Sequence[Any]) -> dict[str, Any]:
         "headline": headline,
         "reasons": reasons,
         "sources": [section | {"counts": _section_counts(section.pop("tally"),
-                                                         section.pop("stand_in_tally"))}
+                                                         section.pop("stand_in_tally"),
+                                                         section.pop("derived"))}
                     for section in sections.values()],
     }
 
 
-def _section_counts(named: Counter[str], stand_in: Counter[str]) -> str:
-    """A source's verdict counts, those on stand-in hardware said apart."""
-    text = counts_text(named) if named or not stand_in else ""
+def _reading_mark(readings: list[dict[str, str]], text: str) -> dict[str, str]:
+    """The row's mark of a reading: that of an earlier claim with the same text, else the next
+    letter (the footnote is added to `readings`)."""
+    for reading in readings:
+        if reading["text"] == text:
+            return {"reading": reading["mark"], "reading_letter": reading["letter"]}
+    index = len(readings) % len(LETTERS)
+    mark = {"reading": LETTERS[index], "reading_letter": ascii_lowercase.replace("q", "")[index]}
+    readings.append({"mark": mark["reading"], "letter": mark["reading_letter"], "text": text})
+    return mark
+
+
+def _section_counts(named: Counter[str], stand_in: Counter[str], derived: int = 0) -> str:
+    """A source's verdict counts, those on stand-in hardware and derived claims said apart."""
+    text = counts_text(named) if named or not (stand_in or derived) else ""
     apart = f"{counts_text(stand_in)} on stand-in hardware" if stand_in else ""
-    return "; ".join(filter(None, (text, apart)))
+    copied = f"{derived} derived, not counted" if derived else ""
+    return "; ".join(filter(None, (text, apart, copied)))
 
 
 def _numbered_reasons(verdicts: Sequence[Any]) -> list[dict[str, Any]]:
@@ -169,6 +190,9 @@ def _claim_row(verdict: Any, numbers: dict[str, int]) -> dict[str, Any]:
         "label": verdict.label,
         "css": "verdict-" + slug(verdict.verdict),
         "stand_in": verdict.stand_in,
+        # a claim derived from another: shown beside its verdict, which no count includes
+        "derived": (f"derived from {claim.derived_from}: not counted"
+                    if getattr(claim, "derived_from", "") else ""),
         "notes": cited,
         "marks": marks(cited),
     }
