@@ -33,16 +33,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from toolkit import intervals
 from toolkit import rounds as cell_rounds
-from toolkit.derived import derived_inputs, metric_value
+from toolkit.derived import metric_value
 from toolkit.errors import UserError
 from toolkit.experiments.spec import PROFILES, describe_validation_error
+from toolkit.report.judgement import (  # noqa: F401 - the verdicts are claims' vocabulary
+    INCONCLUSIVE,
+    NOT_COMPARABLE,
+    NOT_REPRODUCED,
+    ONCE,
+    REPRODUCED,
+    ROUNDS,
+    judge,
+)
+from toolkit.report.machine import (
+    VERSION_PACKAGES,
+    describe_machine,
+    machine_in_short,
+    usable_cores,  # noqa: F401 - summary.py reads it here
+)
 from toolkit.tomlfiles import read_toml
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "reports" / "published"
-REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
-INCONCLUSIVE = "inconclusive"  # the interval straddles the claim's bound
-ROUNDS = "_rounds"  # row field: metric -> the cell's value in each round (toolkit/rounds.py)
-ONCE = "_once"  # row field: metrics measured once per cell, not per round (rounds.ONCE)
 DEFAULT_PAIR_ON = ["model", "scale", "framework", "device", "precision", "batch"]
 # Cell settings a claim may filter on besides the grid coordinates (from each cell's settings).
 SETTING_FIELDS = ("dataset", "classes", "scaling_mode")
@@ -53,9 +64,6 @@ POWER_LAW = "power_law"
 # The search's class count is the cell's (prepare.py finds or runs a search of that count).
 SEARCH, SEARCHED_ON = "search", "searched_on"
 PUBLISHED = "published"
-# Packages whose version that measured a cell is a row field ("<package>_version"), named
-# beside a stand-in verdict.
-VERSION_PACKAGES = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
 MISSING_LISTED = 6  # missing pairs named in a coverage reason before "and k more"
 
 
@@ -390,52 +398,6 @@ def _observe(claim: Claim, rows: list[dict[str, Any]], cells: list[dict[str, Any
     return _Observation(geomean, len(ratios), used, "")
 
 
-def _holds(claim: Claim, observed: float | str) -> bool:
-    if claim.operator == "equals":
-        return str(observed) == str(claim.expected)
-    expected, value = float(claim.expected), float(observed)
-    if claim.operator == "approx":
-        return abs(value - expected) <= claim.tolerance
-    if claim.operator == "between":
-        return expected <= value <= float(claim.upper or expected)
-    return value >= expected if claim.operator == "at_least" else value <= expected
-
-
-def usable_cores(environment: dict[str, Any]) -> int | None:
-    """The cores the run could use (its affinity), else the machine's count."""
-    cores = environment.get("cores_usable") or environment.get("cores")
-    return int(cores) if cores else None
-
-
-def machine_in_short(environment: dict[str, Any]) -> str:
-    """ISA and usable cores, e.g. "x86_64, 2 cores"."""
-    cores = usable_cores(environment)
-    return ", ".join([str(environment.get("machine") or "unknown ISA")]
-                     + ([f"{cores} cores"] if cores else []))
-
-
-def describe_machine(environment: dict[str, Any], rows: list[dict[str, Any]] = ()) -> str:
-    """The measuring machine in a few words: ISA, CPU, cores, and the ONNX Runtime or PyTorch
-    that measured the rows (from the cells, else the host's package)."""
-    parts = [str(environment.get("machine") or "unknown ISA")]
-    if environment.get("cpu"):
-        parts[0] += f" {environment['cpu']}"
-    cores = usable_cores(environment)
-    if cores:
-        parts.append(f"{cores} cores")
-    packages = environment.get("packages") or {}
-    named = {package: sorted({str(r[f"{package}_version"]) for r in rows
-                              if r.get(f"{package}_version")}) for package in VERSION_PACKAGES}
-    if not any(named.values()):  # older runs: the host's package of the rows' framework
-        package = "torch" if {r.get("framework") for r in rows} == {"pytorch"} else "onnxruntime"
-        named[package] = [str(packages[package])] if packages.get(package) else []
-    for package, versions in named.items():
-        if versions:
-            build = f" ({environment.get('machine')} CPU build)" if package == "onnxruntime" else ""
-            parts.append(f"{VERSION_PACKAGES[package]} {' and '.join(versions)}{build}")
-    return ", ".join(parts)
-
-
 def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
              cells: list[dict[str, Any]], profile: str, device_type: str,
              environment: dict[str, Any] | None = None,
@@ -462,7 +424,8 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
                 reasons.append(problem)
     notes = hardware_notes or {}
     named = "; ".join(notes[h] for h in claim.hardware if h in notes)
-    judged = _judge(claim, observation)
+    judged = judge(claim, observation.value, observation.used,
+                   lambda drawn: _observe(claim, drawn, []).value)
     if reasons:
         return Verdict(claim, source, NOT_COMPARABLE, observation.value, tuple(reasons),
                        observation.n, stand_in, named, short, judged.interval, judged.rounds,
@@ -470,115 +433,6 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     return Verdict(claim, source, judged.verdict, observation.value, judged.reasons,
                    observation.n, stand_in, named, short, judged.interval, judged.rounds,
                    judged.agreement, judged.notes)
-
-
-@dataclass(frozen=True)
-class _Judgement:
-    verdict: str
-    reasons: tuple[str, ...] = ()
-    interval: intervals.Interval | None = None
-    rounds: int = 1
-    agreement: float | None = None
-    notes: tuple[str, ...] = ()
-
-
-def _judge(claim: Claim, observation: _Observation) -> _Judgement:
-    """The verdict from the claim's figure in each round (docs/statistics.md).
-
-    The observed figure is the run's own (per-cell medians); the interval is the
-    order-statistic interval of the figure computed round by round, pairing only rounds of one
-    pass. A verdict needs an interval of at least intervals.VERDICT_LEVEL: fewer rounds give
-    *inconclusive: too few rounds*. Reproduced when the whole interval holds the claim, not
-    reproduced when none of it does, else inconclusive. A figure whose inputs were all measured
-    once per cell (accuracy: one training) has no spread over rounds: its point decides, and the
-    verdict says it rests on one measurement. A "best" claim is reproduced when every round
-    picks the claim's group (as sure as an interval of that many rounds)."""
-    observed = observation.value
-    if observed is None:
-        return _Judgement(NOT_COMPARABLE)
-    figures, dropped, unpaired, rounds = _per_round(claim, observation.used)
-    once = _measured_once(claim, observation.used)
-    notes = [f"{', '.join(once)} measured once per cell (no spread over rounds)"] if once else []
-    if once and len(once) == len(_inputs(claim.metric, observation.used)):
-        verdict = REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED
-        return _Judgement(verdict, (), None, rounds, None,
-                          (f"{', '.join(once)} measured once per cell: no interval",))
-    if isinstance(observed, str):
-        agreement = (sum(f == observed for f in figures) / len(figures)) if figures else None
-        level = intervals.coverage(len(figures), 1) if len(figures) >= 2 else None
-        if level is None or level < intervals.VERDICT_LEVEL:
-            short = intervals.too_few(level, len(figures) if figures else rounds)
-            return _Judgement(INCONCLUSIVE, (short,), None, rounds, agreement)
-        if agreement != 1.0:
-            return _Judgement(INCONCLUSIVE, ("the rounds disagree on the best",), None, rounds,
-                              agreement)
-        return _Judgement(REPRODUCED if _holds(claim, observed) else NOT_REPRODUCED, (), None,
-                          rounds, agreement)
-    interval = intervals.order_interval([float(f) for f in figures], dropped, unpaired)
-    notes += interval.notes() if interval else []
-    if interval is not None and intervals.outside(float(observed), interval):
-        notes.append("the run's figure lies outside its rounds' interval (the per-cell "
-                     "medians and the per-round figures disagree)")
-    short = intervals.too_few(interval and interval.level,
-                              interval.n if interval else rounds)
-    if short:
-        return _Judgement(INCONCLUSIVE, (short,), interval, rounds, None, tuple(notes))
-    holding = [_holds(claim, interval.low), _holds(claim, interval.high)]
-    if all(holding):
-        verdict = REPRODUCED
-    elif any(holding) or _straddles(claim, interval.low, interval.high):
-        verdict = INCONCLUSIVE
-    else:
-        verdict = NOT_REPRODUCED
-    return _Judgement(verdict, (), interval, rounds, None, tuple(notes))
-
-
-def _inputs(metric: str, rows: list[dict[str, Any]]) -> list[str]:
-    """The measured metrics a claim's figure is computed from, among those the rows have."""
-    return [m for m in derived_inputs(metric) if any(m in r for r in rows)]
-
-
-def _measured_once(claim: Claim, used: list[dict[str, Any]]) -> list[str]:
-    """Inputs of the claim's figure that were measured once per cell and copied into every
-    round (ONCE: accuracy from the preparation's training), whatever the rounds."""
-    once = {m for r in used for m in r.get(ONCE) or ()}
-    return [m for m in _inputs(claim.metric, used) if m in once]
-
-
-def _per_round(claim: Claim, used: list[dict[str, Any]],
-               ) -> tuple[list[float | str], int, int, int]:
-    """(the claim's figure in each pass every row it used was measured in, passes whose
-    figure was undefined, rounds of those rows left unpaired, the most rounds of a row)."""
-    unique = list({id(r): r for r in used}.values())
-    keyed = [{metric: intervals.keyed(values) for metric, values in (r.get(ROUNDS) or {}).items()}
-             for r in unique]
-    passes = [set().union(*(set(v) for v in by_metric.values())) if by_metric else set()
-              for by_metric in keyed]
-    rounds = max((len(p) for p in passes), default=1) or 1
-    if not unique or not all(passes):
-        return [], 0, 0, rounds
-    shared = set.intersection(*passes)
-    unpaired = sum(len(p - shared) for p in passes)
-    figures, dropped = [], 0
-    for key in sorted(shared):
-        drawn = [r | {metric: values[key] for metric, values in by_metric.items() if key in values}
-                 for r, by_metric in zip(unique, keyed, strict=True)]
-        value = _observe(claim, drawn, []).value
-        if value is None:
-            dropped += 1
-        else:
-            figures.append(value)
-    return figures, dropped, unpaired, rounds
-
-
-def _straddles(claim: Claim, low: float, high: float) -> bool:
-    """Whether an interval with both ends outside a bounded claim covers it (e.g. 2.0–3.5
-    against 2.4–3.0): neither reproduced nor refuted."""
-    if claim.operator == "between":
-        return low < float(claim.expected) and high > float(claim.upper or claim.expected)
-    if claim.operator == "approx":
-        return low < float(claim.expected) - claim.tolerance < high
-    return False
 
 
 def run_rows(cells: pl.DataFrame, records: pl.DataFrame,

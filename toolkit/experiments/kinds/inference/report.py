@@ -66,7 +66,8 @@ def method_ratios(rows: list[Row], metrics: dict[str, Metrics], rounds: CellRoun
         body.append(cells)
     intro = (Span("NeuralScale ÷ uniform at equal scale", "strong"),
              Span(prose(" (ratios of the two methods' figures; above 1: NeuralScale's is "
-                        "larger)")))
+                        "larger; [interval; level] of the ratio computed round by round; "
+                        "! where the ratio lies outside it)")))
     return Table(intro, pair_on + [f"{label} NS/U" for label, _ in RATIO_METRICS], body)
 
 

@@ -73,7 +73,9 @@ def speedups(rows: list[Row], metrics: dict[str, Metrics], rounds: CellRounds) -
     the same framework, device and batch at freeze 0 in fp32: the training study's matrix
     (with intervals and their levels where the cells have rounds)."""
     intro = (Span("Speed-up over full fp32 training", "strong"),
-             Span(" (throughput relative to freeze 0, fp32; same framework, device, batch)"))
+             Span(" (throughput relative to freeze 0, fp32; same framework, device, batch; "
+                  "[interval; level] of the speed-up computed round by round; ! where the "
+                  "speed-up lies outside it)"))
     if not rows or "freeze" not in rows[0]:
         return Table(intro, [], [])
     throughput = {(r["framework"], r["device"], r["batch"], r["freeze"], r["precision"]):
