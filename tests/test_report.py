@@ -827,13 +827,18 @@ def test_rounds_give_intervals_ratio_intervals_and_a_drift_warning(run_dir: Path
     md = render_report(run_dir, tmp_path / "out")["md"].read_text()
     assert "- **Rounds:** 3 per cell" in md and "0.98 · 1.00 · 1.27; moved 30%" in md
     assert "Warning: the machine's speed moved by more than 10 %" in md
-    row = next(r for r in _results(md) if r["status"] == "ok")
+    row = next(r for r in _results(md) if r["status"].startswith("ok"))
     # rounds at 1, 1.02 and 1.3 x 3.08 ms: their range, which covers the median 75 % of the time
     assert row["p50 interval (ms)"] == "3.08–4.00; 75 %"
+    # each cell's own rounds 30 % apart: said beside the cell, not only as the machine's drift
+    mark = row["status"].removeprefix("ok ")
+    assert (f"- {mark} rounds disagree: latency_p50 from 3.08 ms to 4.00 ms over 3 rounds (30 % "
+            "apart, more than the 20 % a steady cell shows)") in md
     steady = tmp_path / "steady"
     _write_rounds(run_dir, slow_last_round=1.01)
     text = render_report(run_dir, steady)["md"].read_text()
     assert "moved 2%" in text and "Warning: the machine" not in text
+    assert "rounds disagree" not in text
 
 
 def test_charts_draw_error_bars_from_rounds(run_dir: Path, tmp_path: Path) -> None:

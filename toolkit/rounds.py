@@ -23,6 +23,9 @@ ONCE = "once"
 TIMING_METRICS = ("latency_p50", "step_time_p50")
 # Machine speed moving by more than this between rounds is reported.
 DRIFT_THRESHOLD = 0.10
+# One cell's timing rounds spreading by more than this (largest ÷ smallest − 1) are reported
+# beside the cell: its median then rests on rounds that disagree, whatever the machine did.
+SPREAD_THRESHOLD = 0.20
 
 
 def combine(rounds: list[dict[str, Any]], planned: int) -> dict[str, Any]:
@@ -197,3 +200,17 @@ def timings(payloads: list[dict[str, Any]]) -> list[dict[str, list[float]]]:
     """speed_by_round's input from cell payloads."""
     return [{metric: round_values(payload, metric) for metric in TIMING_METRICS}
             for payload in payloads]
+
+
+def timing_spread(by_metric: Mapping[str, Any]) -> tuple[str, float, float, int] | None:
+    """(timing metric, smallest, largest, rounds) of a cell whose timing rounds spread beyond
+    SPREAD_THRESHOLD, else None. `by_metric`: metric -> the cell's values by round."""
+    for metric in TIMING_METRICS:
+        values = in_round_order(by_metric.get(metric) or [])
+        if len(values) < 2:
+            continue
+        low, high = min(values), max(values)
+        if low > 0 and high / low - 1.0 > SPREAD_THRESHOLD:
+            return metric, low, high, len(values)
+        return None
+    return None

@@ -296,7 +296,7 @@ def table_parts(coords: Sequence[str], columns: Sequence[tuple[str, str]],
     """A results table as parts that each fit the budget: every part repeats the coordinate
     columns and the status, and takes the metric columns pack() gives it. `columns` are (header,
     group) of the metric columns; each body row has "coords", "metrics" and "status" + "marks"
-    (with "note" and "css", passed on)."""
+    (with "notes" and "css", passed on)."""
     fixed = sum(column_width(c, [r["coords"][i] for r in body]) + PADDING
                 for i, c in enumerate(coords))
     status = column_width("status", [r["status"] + r["marks"] for r in body]) + PADDING
@@ -308,5 +308,5 @@ def table_parts(coords: Sequence[str], columns: Sequence[tuple[str, str]],
         "headers": [*coords, *(columns[i][0] for i in part), "status"],
         "numeric": [False] * len(coords) + [True] * len(part) + [False],
         "rows": [{"values": r["coords"] + [r["metrics"][i] for i in part]}
-                 | {k: r[k] for k in ("status", "note", "marks", "css")} for r in body],
+                 | {k: r[k] for k in ("status", "notes", "marks", "css")} for r in body],
     } for part in parts]

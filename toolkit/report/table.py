@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit import intervals, units
+from toolkit import rounds as cell_rounds
 from toolkit.report import kinds, summary
 from toolkit.report.kinds.base import MEMORY, SIZE, SPEED, CellRounds, Column, Metrics, Row
 
@@ -91,6 +92,8 @@ def results_table(rows: list[Row], coords: list[str], metrics: dict[str, Metrics
         cell = metrics.get(row["cell_id"], {})
         status = str(row["status"])
         note = notes.cite(_status_text(row)) if status != "ok" and row.get("reason") else 0
+        spread = cell_rounds.timing_spread(rounds.get(row["cell_id"], {}))
+        cited = [n for n in (note, notes.cite(_spread_text(spread)) if spread else 0) if n]
         body.append({
             "coords": [summary.coord_text(row.get(c)) for c in shown],
             "metrics": [_interval_text(col, spans.get(row["cell_id"], {}).get(col.metric),
@@ -98,8 +101,8 @@ def results_table(rows: list[Row], coords: list[str], metrics: dict[str, Metrics
                         if col.interval else _metric_text(col, cell.get(col.metric))
                         for col in columns],
             "status": status,
-            "note": note,
-            "marks": summary.marks([note]) if note else "",
+            "notes": cited,
+            "marks": summary.marks(cited) if cited else "",
             "css": "status-" + summary.slug(status),
         })
     return {
@@ -110,6 +113,15 @@ def results_table(rows: list[Row], coords: list[str], metrics: dict[str, Metrics
         "notes": notes.rows(),
         "not_run": summary.not_run(rows, coords),
     }
+
+
+def _spread_text(spread: tuple[str, float, float, int]) -> str:
+    """"rounds disagree: latency_p50 from 1.02 s to 1.31 s over 3 rounds (29 %)"."""
+    metric, low, high, count = spread
+    return (f"rounds disagree: {metric} from {units.fmt_unit(low, 's')} to "
+            f"{units.fmt_unit(high, 's')} over {count} rounds ({100 * (high / low - 1):.0f} % "
+            f"apart, more than the {100 * cell_rounds.SPREAD_THRESHOLD:g} % a steady cell "
+            "shows)")
 
 
 def _status_text(row: Row) -> str:
