@@ -32,7 +32,7 @@ import numpy as np
 from toolkit.errors import UserError
 
 from .. import models
-from . import PRUNE_STOPS
+from . import PRUNE_STOPS, PRUNE_TIES
 
 ARTIFACT_FORMAT = "edgerepro.neuralscale/1"
 TARGET_MODES = ("width", "params")
@@ -336,11 +336,15 @@ SEARCH_DEFAULTS = {
     "lr_decay": 1.5,  # ... divided by 1.5 every 10 epochs after the warm-up
     "lr_decay_every": 10,
     "window": 50,  # minibatches of importance accumulated per removal step (CIFAR)
+    # The first window is longer by this (prune.py do_step: 51 minibatches); 0: the toolkit's
+    # earlier rule, every window `window` long.
+    "first_window_extra": 1,
     "prune_per_step": 10,  # channels removed per step, globally
     "max_prune_fraction": 0.95,
     "min_records": MIN_RECORDS,
     "few_records_fit": "constant",  # FEW_RECORDS_FITS; "uniform": the toolkit's earlier rule
     "prune_stop": "one_channel",  # PRUNE_STOPS; "empty_layer": the toolkit's earlier rule
+    "prune_ties": "threshold",  # PRUNE_TIES; "exact": the toolkit's earlier rule
     # During descent, solved widths below 10 get + search_width_bump for these models only
     # (public code: see RESIDUAL_MODELS); list every model for the toolkit's earlier rule.
     "search_width_bump": 10,
@@ -374,9 +378,14 @@ def search_config(profile: str = "paper", **overrides) -> Dict[str, Any]:
         if int(cfg[key]) != cfg[key] or cfg[key] < 1:
             raise UserError("NeuralScale {} must be a positive integer, got {!r}".format(
                 key, cfg[key]))
+    extra = cfg["first_window_extra"]
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+        raise UserError("NeuralScale first_window_extra must be a non-negative integer (1: the "
+                        "public code's 51-minibatch first window), got {!r}".format(extra))
     if not 0 < float(cfg["max_prune_fraction"]) < 1:
         raise UserError("max_prune_fraction must be in (0, 1)")
-    for key, valid in (("few_records_fit", FEW_RECORDS_FITS), ("prune_stop", PRUNE_STOPS)):
+    for key, valid in (("few_records_fit", FEW_RECORDS_FITS), ("prune_stop", PRUNE_STOPS),
+                       ("prune_ties", PRUNE_TIES)):
         if cfg[key] not in valid:
             raise UserError("NeuralScale {} must be one of {}, got {!r}".format(
                 key, ", ".join(valid), cfg[key]))
