@@ -857,8 +857,11 @@ def test_a_published_search_says_refit_where_the_refit_solved_it(tmp_path: Path)
                                                         rel=1e-3)
     assert "refit: our least squares" in refit["about"]
     assert float(refit["rows"][0][2]) == pytest.approx(art["final_fit"]["alpha"][0], rel=1e-3)
-    # without a record of the choice (runs made before it): the refit, which they used
-    (run / "cells" / "p.json").unlink()
+    # runs made before the choice solved every published search with the refit: they say so
+    (run / "cells" / "p.json").write_text(json.dumps({"cell_id": "p", "settings": {
+        "classes": 100, "neuralscale_solution": {"source": "published"}}}))
     (run / "cells" / "r.json").unlink()
     (model,) = architectures(run, rows)
+    assert [(r[0], r[1]) for r in model["widths"]] == [
+        ("neuralscale", "0.5"), ("neuralscale (refit)", "0.25"), ("uniform", "0.5")]
     assert [fit["about"].count("refit: our least squares") for fit in model["fits"]] == [1]

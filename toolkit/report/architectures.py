@@ -28,7 +28,10 @@ def architectures(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, A
         widths = json.loads(row.get("widths") or "[]")
         if row.get("method") and row.get("scale") is not None and widths:
             settings = ran_with.get(row.get("cell_id"), {})
-            fit_source = (settings.get("neuralscale_solution") or {}).get("fit_source")
+            solution = settings.get("neuralscale_solution") or {}
+            # a published search solved before the choice existed was solved with the refit
+            fit_source = solution.get("fit_source") or (
+                "refit" if solution.get("source") == "published" else None)
             method = f"{row['method']} (refit)" if fit_source == "refit" else row["method"]
             by_model.setdefault(row["model"], {})[(method, row["scale"])] = widths
             classes[row["model"]] = int(settings.get("classes", 10))
