@@ -40,7 +40,10 @@ def test_fit_uses_the_parameter_count_of_each_record():
                for m in np.linspace(0.05, 1.0, 25)]
     taus = [models.count_params("mobilenetv2", r, 100) for r in records]
     direct = ns.fit_records(taus, records)
-    assert fit["alpha"] == direct["alpha"] and fit["beta"] == direct["beta"]
+    # the same least squares on the same values (relative tolerance: see
+    # test_published_neuralscale.FIT_RTOL, float64 on ln tau with a well-conditioned design)
+    assert fit["alpha"] == pytest.approx(direct["alpha"], rel=1e-9)
+    assert fit["beta"] == pytest.approx(direct["beta"], rel=1e-9)
     assert fit["tau_range"] == [min(taus), max(taus)]
     # layers that shrink faster get larger exponents
     assert np.corrcoef(powers, fit["beta"])[0, 1] > 0.9
@@ -341,15 +344,19 @@ def test_prune_search_ends_one_step_after_a_layer_reaches_one_channel():
     from toolkit.device.scaling import gates
 
     per = 4
+    # exactly `per` channels a step (ties at the threshold would take more: tested above)
     cfg = ns.search_config("smoke", epochs=20, warmup_epochs=0, window=1, prune_per_step=per,
-                           batch=16, max_batches_per_epoch=4, augment=False)
+                           batch=16, max_batches_per_epoch=4, augment=False, prune_ties="exact")
     start = [8] * 8
     out = gates.prune_search("vgg11", start, data.synthetic(64, 16, classes=3), cfg,
                              log=io.StringIO())
     assert "one live channel" in out["stop_reason"] and out["pruning_stopped"]
-    # the step that took a layer to one channel is recorded, and it is the last step
+    # the step that took a layer to one channel completed and is the last record, unless it
+    # selected every live channel of that layer (it then removed all but one and stopped,
+    # unrecorded): which of the two happens depends on training numerics, so either passes
     records = out["records"]
-    assert records and min(records[-1]) == 1 and all(min(r) > 1 for r in records[:-1])
+    assert records and all(min(r) > 1 for r in records[:-1])
+    assert min(out["final_widths"]) == 1
     # the stopping step keeps what it removed before reaching that layer
     removed = sum(start) - sum(out["final_widths"])
     assert out["removal_steps"] * per <= removed < (out["removal_steps"] + 1) * per
@@ -440,3 +447,55 @@ def test_the_search_width_bump_follows_the_public_per_model_rule(model, bumped):
     assert ns.search_start_widths(model, fit, everyone, 10)[1] == solved[1] + 10
     with pytest.raises(UserError, match="search_width_bump_models"):
         ns.search_config(search_width_bump_models=["vgg19"])
+
+
+def test_a_removal_step_takes_every_channel_at_or_below_the_threshold():
+    """prune.py compute_saliency: the threshold is the n-th smallest importance and every channel
+    whose importance is <= it goes, so ties at the threshold go together."""
+    importance = [[5, 5, 5], [0.3, 5, 5], [0.1, 0.3, 5], [5, 5], [0.3, 5], [1, 5], [5, 5], [5, 5]]
+    g = _gates([3, 3, 3, 2, 2, 2, 2, 2], importance)
+    assert g.prune_least_important(2) == {"removed": 4, "stop": None}  # 0.1 and three 0.3
+    assert g.widths() == [3, 2, 1, 2, 1, 2, 2, 2]
+    g = _gates([3, 3, 3, 2, 2, 2, 2, 2], importance)
+    assert g.prune_least_important(2, ties="exact") == {"removed": 2, "stop": None}
+    assert g.widths() == [3, 2, 2, 2, 2, 2, 2, 2]  # 0.1, then the first 0.3 by position
+
+
+def test_a_removal_step_takes_every_live_channel_of_zero_importance():
+    """With more zero-importance live channels than n the threshold is 0: all of them go at
+    once (the public code), not n of them (the earlier rule); pruned channels never count."""
+    importance = [[0, 0, 5, 5], [0, 5, 5, 5], [0, 5, 5, 5], [5, 5], [5, 0], [5, 5], [5, 5],
+                  [0, 5]]
+    widths = [4, 4, 4, 2, 2, 2, 2, 2]
+    g = _gates(widths, importance)
+    assert g.prune_least_important(2) == {"removed": 6, "stop": None}
+    assert g.widths() == [2, 3, 3, 2, 1, 2, 2, 1]
+    g = _gates(widths, importance)
+    assert g.prune_least_important(2, ties="exact") == {"removed": 2, "stop": None}
+    assert g.widths() == [2, 4, 4, 2, 2, 2, 2, 2]
+    assert ns.search_config()["prune_ties"] == "threshold"
+    assert ns.search_config(prune_ties="exact")["prune_ties"] == "exact"
+    with pytest.raises(UserError, match="prune_ties must be one of threshold, exact"):
+        ns.search_config(prune_ties="lowest")
+
+
+@pytest.mark.parametrize("extra", [1, 0])
+def test_the_first_window_is_one_minibatch_longer_as_in_the_public_code(extra):
+    """prune.py do_step counts minibatches from 0 and prunes at niter % 50 == 0, niter != 0: the
+    first window holds 51 minibatches, each later one 50. Three steps of exactly 2 channels out
+    of 64 (none can take a layer to one channel) end at the 10 % limit: 3 windows."""
+    from toolkit.device import data
+    from toolkit.device.scaling import gates
+
+    window = 2
+    cfg = ns.search_config("smoke", epochs=6, warmup_epochs=0, window=window, prune_per_step=2,
+                           batch=16, max_batches_per_epoch=4, augment=False,
+                           max_prune_fraction=0.1, prune_ties="exact", first_window_extra=extra)
+    out = gates.prune_search("vgg11", [8] * 8, data.synthetic(64, 16, classes=3), cfg,
+                             log=io.StringIO())
+    assert out["removal_steps"] == 3 and "removed 6 of 64" in out["stop_reason"]
+    assert out["minibatches"] == 3 * window + extra
+    assert ns.search_config()["first_window_extra"] == 1
+    for bad in (-1, 1.5, True):
+        with pytest.raises(UserError, match="first_window_extra must be a non-negative"):
+            ns.search_config(first_window_extra=bad)

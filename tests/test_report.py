@@ -877,3 +877,49 @@ def test_the_kind_the_manifest_records_picks_the_report_plugin() -> None:
     assert names({}, mixed) == ["inference", "training"]
     assert names({"kind": "inference"}, []) == names({}, []) == []
     assert kinds.no_section_reason() == "no cell has a scaling method or a training freeze"
+
+
+def test_a_published_search_says_refit_where_the_refit_solved_it(tmp_path: Path) -> None:
+    """Cells solved from a shipped published search with our refit say "refit" in the widths
+    table and in the fit's caption; those solved with the public fit show the public fit."""
+    import shutil
+
+    from toolkit.device import models
+    from toolkit.device.scaling import published
+    from toolkit.report.architectures import architectures
+
+    run = tmp_path / "run"
+    (run / "cells").mkdir(parents=True)
+    (run / "neuralscale").mkdir()
+    shutil.copy(Path(published.PUBLISHED_DIR) / "mobilenetv2-cifar100.json",
+                run / "neuralscale" / "mobilenetv2-cifar100.json")
+    rows = []
+    for cell_id, method, scale, fit_source in (("u", "uniform", 0.5, None),
+                                               ("p", "neuralscale", 0.25, "public"),
+                                               ("r", "neuralscale", 0.5, "refit")):
+        settings = {"classes": 100}
+        if fit_source:
+            settings["neuralscale_solution"] = {"fit_source": fit_source, "source": "published"}
+        (run / "cells" / f"{cell_id}.json").write_text(
+            json.dumps({"cell_id": cell_id, "settings": settings}))
+        rows.append({"cell_id": cell_id, "model": "mobilenetv2", "method": method,
+                     "scale": scale,
+                     "widths": json.dumps(models.scale_widths("mobilenetv2", scale))})
+    (model,) = architectures(run, rows)
+    assert [(r[0], r[1]) for r in model["widths"]] == [
+        ("neuralscale", "0.25"), ("neuralscale (refit)", "0.5"), ("uniform", "0.5")]
+    public, refit = model["fits"]
+    art = json.loads((run / "neuralscale" / "mobilenetv2-cifar100.json").read_text())
+    assert "the public fit (prune_record/mobilenetv2_10_eff_c100.pk param[14]" in public["about"]
+    assert float(public["rows"][0][2]) == pytest.approx(art["public"]["fit"]["alpha"][0],
+                                                        rel=1e-3)
+    assert "refit: our least squares" in refit["about"]
+    assert float(refit["rows"][0][2]) == pytest.approx(art["final_fit"]["alpha"][0], rel=1e-3)
+    # runs made before the choice solved every published search with the refit: they say so
+    (run / "cells" / "p.json").write_text(json.dumps({"cell_id": "p", "settings": {
+        "classes": 100, "neuralscale_solution": {"source": "published"}}}))
+    (run / "cells" / "r.json").unlink()
+    (model,) = architectures(run, rows)
+    assert [(r[0], r[1]) for r in model["widths"]] == [
+        ("neuralscale", "0.5"), ("neuralscale (refit)", "0.25"), ("uniform", "0.5")]
+    assert [fit["about"].count("refit: our least squares") for fit in model["fits"]] == [1]

@@ -9,3 +9,8 @@ torch and `gates` lazily.
 # (prune.py), when any layer is down to one live channel; "empty_layer", the toolkit's earlier
 # rule. Here, not in either module, so that both read it without importing each other.
 PRUNE_STOPS = ("one_channel", "empty_layer")
+# Which live channels a removal step takes (gates.Gates.prune_least_important): "threshold", as
+# the public code (prune.py compute_saliency), every one whose importance is at most the n-th
+# smallest (ties, zero-importance channels included, all go at once); "exact", the toolkit's
+# earlier rule, exactly n (ties broken by position).
+PRUNE_TIES = ("threshold", "exact")

@@ -37,7 +37,7 @@ from torch import nn
 from toolkit.device.backends.pytorch import accuracy as training
 
 from .. import models
-from . import PRUNE_STOPS
+from . import PRUNE_STOPS, PRUNE_TIES
 
 _ONE_LEFT = "layer {} has one live channel (eugenelet/NeuralScale prune.py stop)"
 
@@ -119,9 +119,16 @@ class Gates(object):
         self._sum = [None] * len(self.gates)
         self.batches = 0
 
-    def prune_least_important(self, n: int, stop_rule: str = "one_channel") -> Dict[str, Any]:
-        """Remove the n live channels of lowest window importance, globally (no per-layer
-        normalisation; ties broken by position). Returns {"removed", "stop"}.
+    def prune_least_important(self, n: int, stop_rule: str = "one_channel",
+                              ties: str = "threshold") -> Dict[str, Any]:
+        """Remove the live channels of lowest window importance, globally (no per-layer
+        normalisation). Returns {"removed", "stop"}.
+
+        ties "threshold" follows eugenelet/NeuralScale prune.py (compute_saliency, lines 176-194
+        at 67ddedc): the threshold is the n-th smallest importance and every channel at or below
+        it goes (`group[1] <= threshold_now`), so ties at the threshold, and every live channel
+        of zero importance when the threshold is 0, go at once. "exact" (the toolkit's earlier
+        rule): exactly n, ties broken by position.
 
         stop_rule "one_channel" follows eugenelet/NeuralScale prune.py (compute_saliency): layer
         by layer, before zeroing each selected channel it ends the search if that layer has one
@@ -134,6 +141,8 @@ class Gates(object):
         if stop_rule not in PRUNE_STOPS:
             raise ValueError("stop_rule must be one of {}, got {!r}".format(PRUNE_STOPS,
                                                                            stop_rule))
+        if ties not in PRUNE_TIES:
+            raise ValueError("ties must be one of {}, got {!r}".format(PRUNE_TIES, ties))
         crit = self.window_importance()
         layer_of, index_of, value = [], [], []
         for layer, (g, c) in enumerate(zip(self.gates, crit)):  # noqa: B905 (Python 3.6)
@@ -141,7 +150,15 @@ class Gates(object):
             layer_of += [layer] * len(live)
             index_of += live.tolist()
             value += c[live].tolist()
-        order = np.argsort(np.asarray(value), kind="stable")[:int(n)]
+        values = np.asarray(value, dtype=np.float64)
+        order = np.argsort(values, kind="stable")
+        if ties == "threshold" and int(n) >= 1 and len(order):
+            # sorted(all)[pruned + n - 1] there: pruned channels count 0 and sort first, so it
+            # is the n-th smallest live importance
+            threshold = values[order[min(int(n), len(order)) - 1]]
+            order = order[values[order] <= threshold]
+        else:
+            order = order[:int(n)]
         chosen: Dict[int, List[int]] = {}
         for k in order:  # per layer in ascending importance, as the public loop visits them
             chosen.setdefault(layer_of[k], []).append(index_of[k])
@@ -202,9 +219,11 @@ def search_lr(epoch: int, cfg: Dict[str, Any]) -> float:
 def prune_search(model: str, widths: Sequence[int], dataset, cfg: Dict[str, Any], seed: int = 0,
                  log=None) -> Dict[str, Any]:
     """Train build_model(model, widths, classes, seed) with gates; after cfg["warmup_epochs"]
-    epochs accumulate importance every minibatch and, every cfg["window"] minibatches, remove
-    cfg["prune_per_step"] channels globally. Stops when max_prune_fraction of the channels are
-    gone, by cfg["prune_stop"] (Gates.prune_least_important), or after cfg["epochs"] epochs.
+    epochs accumulate importance every minibatch and, every cfg["window"] minibatches (the first
+    window cfg["first_window_extra"] more), remove cfg["prune_per_step"] channels globally
+    (cfg["prune_ties"]: with the channels tied at the threshold, or exactly that many). Stops
+    when max_prune_fraction of the channels are gone, by cfg["prune_stop"]
+    (Gates.prune_least_important), or after cfg["epochs"] epochs.
 
     Returns {"records": width lists after each completed removal step once every layer has lost
     a channel, "final_widths" (live widths at the end, a stopping step's removals included),
@@ -222,20 +241,25 @@ def prune_search(model: str, widths: Sequence[int], dataset, cfg: Dict[str, Any]
         total = gates.total()
         max_removed = int(total * float(cfg["max_prune_fraction"]))
         start_widths = gates.widths()
-        state = {"records": [], "steps": 0, "stop": None, "batches": 0}
+        state = {"records": [], "steps": 0, "stop": None, "batches": 0, "windows": 0}
 
         def on_step(step):
             state["batches"] += 1
             gates.accumulate()
-            if gates.batches < int(cfg["window"]):
+            # eugenelet/NeuralScale prune.py do_step (lines 340-355 at 67ddedc): iter_step starts
+            # at -1 and it prunes when niter % frequency == 0 and niter != 0, so the first window
+            # holds minibatches 0..50 (51), each later one 50
+            extra = int(cfg["first_window_extra"]) if state["windows"] == 0 else 0
+            if gates.batches < int(cfg["window"]) + extra:
                 return True
+            state["windows"] += 1
             removed = total - sum(gates.widths())
             n = min(int(cfg["prune_per_step"]), max_removed - removed)
             if n <= 0:
                 state["stop"] = "removed {} of {} channels (max fraction {})".format(
                     removed, total, cfg["max_prune_fraction"])
                 return False
-            outcome = gates.prune_least_important(n, cfg["prune_stop"])
+            outcome = gates.prune_least_important(n, cfg["prune_stop"], cfg["prune_ties"])
             gates.reset_window()
             if outcome["stop"]:
                 state["stop"] = outcome["stop"]

@@ -32,13 +32,16 @@ import numpy as np
 from toolkit.errors import UserError
 
 from .. import models
-from . import PRUNE_STOPS
+from . import PRUNE_STOPS, PRUNE_TIES, public_solver
 
 ARTIFACT_FORMAT = "edgerepro.neuralscale/1"
 TARGET_MODES = ("width", "params")
 SOLVE_TOLERANCE = 0.01  # relative, of the target parameter count
 MIN_RECORDS = 6  # fewer records: a constant architecture (eugenelet/NeuralScale fit_params.py)
 FEW_RECORDS_FITS = ("constant", "uniform")  # see fit_power_law
+# Which fit a published artifact is solved with (widths_for_ratio): "public", the public code's
+# own fit (its .pk) and solver (public_solver.py); "refit", our fit of its records and our solver.
+PUBLISHED_FITS = ("public", "refit")
 # The models whose public prepare_filters (eugenelet/NeuralScale model/mobilenetv2.py,
 # model/preact_resnet.py) add 10 to solved widths below 10 during the search and scale a beta = 0
 # fit uniformly to the target; model/VGG.py does neither. resnet50 is not in the public code: it
@@ -252,12 +255,23 @@ def solve_widths(model: str, fit: Dict[str, Any], target: int, classes: int = 10
 
 
 def widths_for_ratio(artifact_or_fit: Dict[str, Any], ratio: float, mode: str = "width",
-                     tolerance: float = SOLVE_TOLERANCE) -> Dict[str, Any]:
+                     tolerance: float = SOLVE_TOLERANCE, published: str = "refit",
+                     ) -> Dict[str, Any]:
     """The NeuralScale architecture at ratio r from an artifact (its final fit) or a bare fit
-    with "model" and "classes" keys. Returns solve_widths' dict plus "ratio", "mode", "kind"."""
+    with "model" and "classes" keys. Returns solve_widths' dict plus "ratio", "mode", "kind".
+    published="public": a published artifact's public fit solved by the public solver instead
+    (public_solver.widths_for_ratio: its miss of our target is not bounded)."""
     art = artifact_or_fit
-    fit = art.get("final_fit", art)
     model, classes = art["model"], int(art["classes"])
+    if published not in PUBLISHED_FITS:
+        raise UserError("published must be one of {}, got {!r}".format(
+            ", ".join(PUBLISHED_FITS), published))
+    if published == "public":
+        if not art.get("public"):
+            raise UserError("this NeuralScale artifact has no public fit (only the shipped "
+                            "published searches do): use published = \"refit\"")
+        return public_solver.widths_for_ratio(model, art["public"]["fit"], ratio, classes, mode)
+    fit = art.get("final_fit", art)
     solved = solve_widths(model, fit, target_params(model, ratio, classes, mode), classes,
                           tolerance)
     solved.update({"ratio": float(ratio), "mode": mode, "kind": fit["kind"]})
@@ -303,6 +317,13 @@ def load_artifact(path: str) -> Dict[str, Any]:
             raise UserError("{}: stored architecture at {} ratio {} does not re-solve to the same "
                             "widths ({} vs {})".format(path, entry["mode"], entry["ratio"],
                                                        entry["widths"], again))
+    for entry in (artifact.get("public") or {}).get("architectures", []):
+        again = widths_for_ratio(artifact, entry["ratio"], entry["mode"],
+                                 published="public")["widths"]
+        if again != entry["widths"]:
+            raise UserError("{}: stored public architecture at {} ratio {} does not re-solve to "
+                            "the same widths ({} vs {})".format(
+                                path, entry["mode"], entry["ratio"], entry["widths"], again))
     return artifact
 
 
@@ -336,11 +357,15 @@ SEARCH_DEFAULTS = {
     "lr_decay": 1.5,  # ... divided by 1.5 every 10 epochs after the warm-up
     "lr_decay_every": 10,
     "window": 50,  # minibatches of importance accumulated per removal step (CIFAR)
+    # The first window is longer by this (prune.py do_step: 51 minibatches); 0: the toolkit's
+    # earlier rule, every window `window` long.
+    "first_window_extra": 1,
     "prune_per_step": 10,  # channels removed per step, globally
     "max_prune_fraction": 0.95,
     "min_records": MIN_RECORDS,
     "few_records_fit": "constant",  # FEW_RECORDS_FITS; "uniform": the toolkit's earlier rule
     "prune_stop": "one_channel",  # PRUNE_STOPS; "empty_layer": the toolkit's earlier rule
+    "prune_ties": "threshold",  # PRUNE_TIES; "exact": the toolkit's earlier rule
     # During descent, solved widths below 10 get + search_width_bump for these models only
     # (public code: see RESIDUAL_MODELS); list every model for the toolkit's earlier rule.
     "search_width_bump": 10,
@@ -374,9 +399,14 @@ def search_config(profile: str = "paper", **overrides) -> Dict[str, Any]:
         if int(cfg[key]) != cfg[key] or cfg[key] < 1:
             raise UserError("NeuralScale {} must be a positive integer, got {!r}".format(
                 key, cfg[key]))
+    extra = cfg["first_window_extra"]
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+        raise UserError("NeuralScale first_window_extra must be a non-negative integer (1: the "
+                        "public code's 51-minibatch first window), got {!r}".format(extra))
     if not 0 < float(cfg["max_prune_fraction"]) < 1:
         raise UserError("max_prune_fraction must be in (0, 1)")
-    for key, valid in (("few_records_fit", FEW_RECORDS_FITS), ("prune_stop", PRUNE_STOPS)):
+    for key, valid in (("few_records_fit", FEW_RECORDS_FITS), ("prune_stop", PRUNE_STOPS),
+                       ("prune_ties", PRUNE_TIES)):
         if cfg[key] not in valid:
             raise UserError("NeuralScale {} must be one of {}, got {!r}".format(
                 key, ", ".join(valid), cfg[key]))

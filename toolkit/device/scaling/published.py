@@ -28,7 +28,13 @@ What the public code does, and what the conversion keeps of it:
   ln width on ln tau, tau = utils.compute_params of the record); ratio_swipe.py (the paper's
   training runs, --descent_idx 14) and plot_ratio.py ("NeuralScale (Iteration=15)") use the fit
   of the last iteration, 14. We refit every iteration with our fit code (fit_power_law: tau is
-  our exact parameter count) and take iteration 14's as the final fit.
+  our exact parameter count) and take iteration 14's as the final fit: the "refit".
+* The public fit itself (prune_record/<name>.pk, param[14]: alpha and beta as numpy arrays) is
+  kept beside it as "public": its tau is the public count, which differs from ours for
+  MobileNetV2 and the ResNets (alpha up to 1.8 % apart), and the architectures the public
+  solver (public_solver.py, each model file's prepare_filters) gives at RATIOS, which are 1-3
+  channels narrower than our solver's for those models. A spec chooses (`published = "public"`,
+  the default, or "refit"); for VGG-11 both give the same widths.
 
 ResNet-50 and VGG-16 are not in the public code, and it has no MobileNetV2 CIFAR-10 search
 (`unavailable` says so). Everything here is stdlib + numpy; reading the repository needs git.
@@ -36,9 +42,11 @@ ResNet-50 and VGG-16 are not in the public code, and it has no MobileNetV2 CIFAR
 
 import ast
 import csv
+import importlib
 import io
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -48,6 +56,7 @@ from toolkit.errors import UserError
 
 from .. import models
 from . import neuralscale as ns
+from . import public_solver
 
 REPOSITORY = "eugenelet/NeuralScale"
 COMMIT = "67ddedc19880d8e2e93304b07305e6ede8d76212"
@@ -63,8 +72,9 @@ RATIOS = (0.25, 0.5, 0.75, 1.0)
 _PROTOCOL = {
     "iterations": ITERATIONS, "base_ratio": 1.0, "epochs": 300, "batch": 256, "lr": 0.1,
     "momentum": 0.5, "weight_decay": 5e-4, "warmup_epochs": 10, "warmup_end_lr": 0.01,
-    "lr_decay": 1.5, "lr_decay_every": 10, "window": 50, "prune_per_step": 10,
-    "max_prune_fraction": 0.95, "min_records": 6, "augment": True,
+    "lr_decay": 1.5, "lr_decay_every": 10, "window": 50, "first_window_extra": 1,
+    "prune_per_step": 10, "prune_ties": "threshold", "max_prune_fraction": 0.95,
+    "min_records": 6, "augment": True,
 }
 
 # One record set per (model, dataset): the one behind the paper's figures (see "selection").
@@ -189,6 +199,64 @@ def read_records(data: bytes, model: str, path: str) -> List[List[int]]:
     return rows
 
 
+# The only globals a public .pk may name: numpy's array reconstruction (numpy 1.x wrote it as
+# numpy.core.multiarray or numpy.core._multiarray_umath; numpy 2 keeps it in numpy._core).
+# Anything else is refused, not imported.
+_PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype")} | {
+    (package + module, "_reconstruct") for package in ("numpy.core.", "numpy._core.")
+    for module in ("multiarray", "_multiarray_umath")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only (the public fits are nothing else)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError("{}.{} is not a numpy array part".format(module, name))
+        if name == "_reconstruct":
+            for where in ("numpy._core.multiarray", "numpy.core.multiarray"):
+                try:
+                    return getattr(importlib.import_module(where), name)
+                except ImportError:
+                    continue
+        return getattr(importlib.import_module(module), name)
+
+
+def read_public_fits(data: bytes, model: str, path: str) -> List[Dict[str, Any]]:
+    """The per-iteration fits of a public .pk (fit_params.py: {"param": [[alpha, beta], ...]}),
+    each {"alpha", "beta"} as float lists of one value per width of `model`."""
+    try:
+        loaded = _ArraysOnly(io.BytesIO(data)).load()
+        pairs = loaded["param"]
+        fits = [{"alpha": [float(a) for a in alpha], "beta": [float(b) for b in beta]}
+                for alpha, beta in pairs]
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        raise UserError("{}: not a public fit file ({})".format(path, exc)) from None
+    n = len(models.full_widths(model))
+    for fit in fits:
+        if len(fit["alpha"]) != n or len(fit["beta"]) != n:
+            raise UserError("{}: a {} fit has {} alphas and {} betas, expected {}".format(
+                path, model, len(fit["alpha"]), len(fit["beta"]), n))
+    return fits
+
+
+def public_section(model: str, classes: int, fit: Dict[str, Any], source: str,
+                   model_file: str) -> Dict[str, Any]:
+    """The public fit and the architectures the public solver gives at RATIOS in both target
+    modes (neuralscale.load_artifact re-solves and compares them)."""
+    public_fit = {"kind": "power_law", "alpha": fit["alpha"], "beta": fit["beta"],
+                  "source": source, "iteration": FINAL_ITERATION, "fallback": None}
+    architectures = []
+    for mode in ns.TARGET_MODES:
+        for r in RATIOS:
+            solved = public_solver.widths_for_ratio(model, public_fit, r, classes, mode)
+            architectures.append({key: solved[key] for key in (
+                "ratio", "mode", "widths", "params", "target", "tau", "public_target",
+                "public_params")})
+    return {"fit": public_fit, "solver": "{} prepare_filters (ratio_swipe.py, descent_idx "
+            "{})".format(model_file, FINAL_ITERATION), "architectures": architectures}
+
+
 def public_full_widths(source_text: str, model: str) -> List[int]:
     """The full-size channel config a public model file defines, flattened in gate order:
     VGG.py's cfg['A'] without the 'M' pools, the nested `filters = [[...]]` default of
@@ -267,11 +335,19 @@ def convert_record_set(read: Callable[[str], bytes], entry: Dict[str, Any]) -> D
     artifact = ns.build_artifact(model, classes, dataset, 0, "published", _protocol(model),
                                  iterations, iterations[FINAL_ITERATION]["fit"], RATIOS)
     artifact["seed"] = None  # the public searches set no seed
+    fits_path = "prune_record/{}.pk".format(name)
+    fits = read_public_fits(read(fits_path), model, fits_path)
+    if len(fits) != ITERATIONS:
+        raise UserError("{}: {} fits, expected one per iteration ({})".format(
+            fits_path, len(fits), ITERATIONS))
+    artifact["public"] = public_section(model, classes, fits[FINAL_ITERATION],
+                                        "{} param[{}]".format(fits_path, FINAL_ITERATION),
+                                        entry["model_file"])
     artifact["provenance"] = {
         "source": "published",
         "repository": REPOSITORY,
         "commit": COMMIT,
-        "paths": paths + [entry["model_file"]],
+        "paths": paths + [fits_path, entry["model_file"]],
         "record_set": name,
         "final_iteration": FINAL_ITERATION,
         "selection": entry["selection"],

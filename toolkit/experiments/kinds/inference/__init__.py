@@ -50,8 +50,10 @@ class InferenceSettings(Settings):
         {"profile": "paper"}, description="search_config profile and overrides; or `artifact`: "
         "a kept search (JSON) or a directory of them (results/<run>/neuralscale/) to use "
         "instead of searching, or \"published\": the paper's searches (eugenelet/NeuralScale) "
-        "shipped in toolkit/device/scaling/published/; with search options beside it, models "
-        "the public code has no search of are searched with them")
+        "shipped in toolkit/device/scaling/published/, solved with `published` = \"public\" "
+        "(default: the public code's own fit and solver) or \"refit\" (our fit of its width "
+        "records and our solver); with search options beside it, models the public code has no "
+        "search of are searched with them")
     cpu_mem_arena: bool = True
     mem_pattern: bool = True
     opset: int = Field(17, ge=7, le=21)
@@ -72,20 +74,28 @@ class InferenceSettings(Settings):
     @field_validator("neuralscale")
     @classmethod
     def _search_config(cls, config: dict[str, object]) -> dict[str, object]:
-        from toolkit.device.scaling.neuralscale import search_config
+        from toolkit.device.scaling.neuralscale import PUBLISHED_FITS, search_config
 
         options = dict(config)
         artifact = options.pop("artifact", None)
+        fit = options.pop("published", None)
+        if fit is not None and artifact != "published":
+            raise ValueError(f"published = {fit!r} chooses the fit of the shipped searches: it "
+                             "needs artifact = \"published\"")
         if artifact == "published":  # the paper's searches, shipped (prepare.kept_search)
+            fit = "public" if fit is None else fit  # the public code's: what the paper trained
+            if fit not in PUBLISHED_FITS:
+                raise ValueError(f"published must be one of {', '.join(PUBLISHED_FITS)} (the "
+                                 f"public code's fit and solver, or our refit), got {fit!r}")
             if not options:
-                return {"artifact": "published"}
+                return {"artifact": "published", "published": fit}
             # With search options: models the public code never searched are searched here.
             try:
                 search_config(str(options.get("profile", "paper")),
                               **{k: v for k, v in options.items() if k != "profile"})
             except UserError as error:
                 raise ValueError(str(error)) from None
-            return {"artifact": "published", **options}
+            return {"artifact": "published", "published": fit, **options}
         if artifact is not None:
             path = Path(str(artifact)).expanduser().resolve()
             if not path.exists():
@@ -115,6 +125,11 @@ def cell_settings(base: dict[str, Any], coords: dict[str, Any]) -> dict[str, Any
     """The settings one cell runs with, including the width list of its scaled model."""
     if "scaling_mode" in coords:  # the grid axis overrides the setting
         base = base | {"scaling_mode": coords["scaling_mode"]}
+    options = base.get("neuralscale") or {}
+    if "published" in options and not prepare.uses_published(coords["model"], coords["method"],
+                                                              base["classes"], options):
+        # which fit of a shipped search: no part of a cell that solves none (its id stays)
+        base = base | {"neuralscale": {k: v for k, v in options.items() if k != "published"}}
     widths = resolve_widths(coords["model"], coords["method"], coords["scale"],
                             base["scaling_mode"], base["classes"])
     return dict(base, model=coords["model"], widths=widths)

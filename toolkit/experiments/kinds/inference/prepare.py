@@ -19,7 +19,7 @@ def search_job(cell: Cell, cache_root: Path) -> dict[str, Any]:
                                                        "neuralscale")}
     # "published" plus search options: the options are the search (published_or_search)
     settings["neuralscale"] = {k: v for k, v in settings["neuralscale"].items()
-                               if k != "artifact"}
+                               if k not in ("artifact", "published")}
     return cached_job("neuralscale_search", settings, {"framework": "pytorch"}, "neuralscale",
                       cache_root, ".json")
 
@@ -74,6 +74,15 @@ def kept_search(path: Path, cell: Cell) -> Path:
                             f"it holds: {', '.join(found) or 'no .json file'}")
 
 
+def uses_published(model: str, method: str, classes: int, options: dict[str, Any]) -> bool:
+    """Whether a cell solves its widths from a shipped published search."""
+    if method != "neuralscale" or options.get("artifact") != "published":
+        return False
+    from toolkit.device.scaling import published
+
+    return published.unavailable(model, classes) is None
+
+
 def _search_instead(cell: Cell) -> bool:
     """A "published" spec with search options, for a model the public code never searched."""
     options = cell.settings["neuralscale"]
@@ -85,18 +94,25 @@ def _search_instead(cell: Cell) -> bool:
 
 
 def neuralscale_solution(artifact_path: Path, cell: Cell) -> dict[str, Any]:
-    """The cell's NeuralScale architecture solved from the search artifact's final fit: its
-    widths, parameter count, target, tau and the fit's kind (a power law, or a fallback: the
-    public code's constant architecture or uniform scaling), and where the search came from."""
+    """The cell's NeuralScale architecture solved from the search artifact: its widths,
+    parameter count, target, tau and the fit's kind (a power law, or a fallback: the public
+    code's constant architecture or uniform scaling), where the search came from, and which
+    fit solved it ("fit_source": "public", the public code's fit and solver, or "refit", ours
+    of its records, for a published search; "search" for a search of this toolkit)."""
     from toolkit.device.scaling.neuralscale import load_artifact, widths_for_ratio
 
     artifact = load_artifact(str(artifact_path))
-    solved = widths_for_ratio(artifact, cell.coords["scale"], cell.settings["scaling_mode"])
+    source = (artifact.get("provenance") or {}).get("source") or "searched"
+    # Only artifact = "published" chooses (a kept copy of a shipped file keeps its refit).
+    fit_source = cell.settings["neuralscale"].get("published", "refit") \
+        if source == "published" else "search"
+    solved = widths_for_ratio(artifact, cell.coords["scale"], cell.settings["scaling_mode"],
+                              published="public" if fit_source == "public" else "refit")
     return {"artifact": artifact_path.name, "widths": list(solved["widths"]),
             "params": int(solved["params"]), "target": int(solved["target"]),
             "error": float(solved["error"]), "tau": float(solved["tau"]),
-            "fit": solved["kind"], "mode": solved["mode"],
-            "source": (artifact.get("provenance") or {}).get("source") or "searched",
+            "fit": solved["kind"], "mode": solved["mode"], "source": source,
+            "fit_source": fit_source,
             "searched_on": (artifact.get("dataset") or {}).get("name", "")}
 
 
