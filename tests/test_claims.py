@@ -111,7 +111,14 @@ def test_not_comparable_says_why_and_still_shows_the_number():
     assert framework.reason == "no ok cells with framework=tensorrt"
     not_run = _verdict(_claim(comparison="value", metric="accuracy", operator="approx",
                               expected=0.9, filter={"scale": 1.0}))
-    assert not_run.reason == "no ok cells with scale=1.0 (TensorRT not installed)"
+    # each cell reason is a reason of its own (several never run together into one line)
+    assert not_run.reasons == ("no ok cells with scale=1.0", "scale=1.0: TensorRT not installed")
+    two = CELLS + [_cell("neuralscale", "vgg11", 1.0, status="not run", reason="no GPU")]
+    assert evaluate(_claim(comparison="value", metric="accuracy", operator="approx",
+                           expected=0.9, filter={"scale": 1.0}), SOURCE, ROWS, two, "paper",
+                    "raspberry-pi-4").reasons == ("no ok cells with scale=1.0",
+                                                  "scale=1.0: TensorRT not installed",
+                                                  "scale=1.0: no GPU")
     other = _verdict(_claim(experiment="training"))
     assert other.reason == "experiment training not in this run"
 
@@ -231,6 +238,7 @@ def test_a_verdict_needs_every_pair_or_framework_the_claim_speaks_about():
     claim = _shipped("gealy-cpu-latency")
     verdict = _judge(claim, _grid(models=["vgg11"]))
     assert verdict.verdict == NOT_COMPARABLE and verdict.observed == pytest.approx(3.0)
+    assert verdict.covers == (4, 16)  # shown beside the partial observation
     assert verdict.reason == ("covers 4 of 16 model × scale; missing: mobilenetv2 0.25, "
                               "mobilenetv2 0.5, mobilenetv2 0.75, mobilenetv2 1, "
                               "preact_resnet18 0.25, preact_resnet18 0.5 and 6 more")

@@ -611,15 +611,22 @@ def test_verdicts_on_stand_in_hardware_are_counted_apart(synthetic_claims: None,
     assert re.search(r"- \*\*Judged on stand-in hardware, counted apart \(1\):\*\* "
                      r"1 reproduced, measured on x86_64 Test CPU, 2 cores.*, standing in for "
                      r"Raspberry Pi 4: 4 × Cortex-A72\n", top), top
-    # the ratio claims with a measured value, measured beside published, whatever the verdict
-    header, rows = next(t for t in _md_tables(top) if t[0][0] == "claim")
+    # the judged ratio claims, measured beside published; a verdict on stand-in hardware is
+    # styled apart (italic) from one on the named hardware (bold)
+    tables = [t for t in _md_tables(top) if t[0][0] == "claim"]
+    header, rows = tables[0]
     assert header == ["claim", "measured", "published", "verdict"]
     judged = "2 [2–2; 93.8 %]"  # five rounds that each measured 2: the level beside it
-    assert [(r[1], r[2]) for r in rows] == [(judged, "2 ± 0.25"), (judged, "3 ± 0.25"),
-                                            (judged, "2 ± 0.25"), (judged, "≥ 1.5")]
-    assert rows[0][3].startswith("**reproduced on stand-in hardware (x86_64, 2 cores)")
-    assert rows[1][3] == "**not reproduced**" and rows[2][3] == "**not comparable** ¹"
-    assert "VGG-11 at full width" not in top  # a value claim: not a ratio
+    assert [(r[1], r[2]) for r in rows] == [(judged, "2 ± 0.25"), (judged, "3 ± 0.25")]
+    assert rows[0][3].startswith("*reproduced on stand-in hardware (x86_64, 2 cores)*")
+    assert rows[1][3] == "**not reproduced**"
+    # measured but not judged: shown muted (italic) with no verdict word, citing the reason
+    header, partial = tables[1]
+    assert header == ["claim", "observed", "published", "coverage"]
+    assert [(r[1], r[2], r[3]) for r in partial] == [(f"*{judged}*", "*2 ± 0.25*", "*–* ¹"),
+                                                     (f"*{judged}*", "*≥ 1.5*", "*–* ¹")]
+    assert "**Measured, but not judged**" in top
+    assert "VGG-11 at full width" not in top  # judged: a value claim is not in the headline
     assert top.count(SHARED_REASON) == 1 and md.count(SHARED_REASON) == 1
     # claims grouped by source, a line each, the reading of the source's words marked
     section = _section(md, "### synthetic (1 reproduced, 1 not reproduced, 2 not comparable; "
@@ -631,6 +638,16 @@ def test_verdicts_on_stand_in_hardware_are_counted_apart(synthetic_claims: None,
     assert "- ᵃ 'Three times' is read as 3 ± 0.25." in section
     assert lines[2][1:] == ["0.9 ± 0.01", "0.9; accuracy measured once per cell: no interval",
                             "1", "**reproduced**"]
+
+
+def test_the_markdown_states_each_claims_scaling_convention(run_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """Before, only the HTML's tooltip said whether a claim's scales are width or parameter
+    ratios; a Markdown reader could not tell Lee's r = 0.25 from Gealy's."""
+    md = render_report(run_dir, tmp_path / "out")["md"].read_text(encoding="utf-8")
+    published = _section(md, "## Published claims")
+    assert "(scales are width ratios)" in published
+    assert "(scales are parameter ratios)" in published
 
 
 def test_claims_context_handles_any_verdict() -> None:
@@ -657,7 +674,9 @@ def test_claims_context_handles_any_verdict() -> None:
     rows = context["sources"][0]["rows"]
     assert [r["marks"] for r in rows] == ["¹,²", "¹", "", "¹", "", "²"]
     assert rows[1]["css"] == "verdict-inconclusive"
-    assert [r["observed"] for r in context["headline"]] == ["1.25"] * 5  # ratio claims only
+    # judged ratio claims in the headline; measured but not comparable ones apart, unjudged
+    assert [r["observed"] for r in context["headline"]] == ["1.25"] * 2
+    assert [r["observed"] for r in context["partial"]] == ["1.25"] * 3
 
 
 def test_a_derived_claim_is_marked_and_never_counted(monkeypatch: pytest.MonkeyPatch,

@@ -65,6 +65,7 @@ POWER_LAW = "power_law"
 SEARCH, SEARCHED_ON = "search", "searched_on"
 PUBLISHED = "published"
 MISSING_LISTED = 6  # missing pairs named in a coverage reason before "and k more"
+PARTS = "\n"  # separates the parts of a missing-cells reason (each becomes a reason)
 
 
 class _Strict(BaseModel):
@@ -187,6 +188,8 @@ class Verdict:
     # What a reader must know about the figure's interval: rounds left out or unpaired, an
     # input measured once (accuracy), the run's figure outside its rounds' interval.
     notes: tuple[str, ...] = ()
+    # (measured, named) combinations of the claim's `covers`, for a partial observation.
+    covers: tuple[int, int] | None = None
 
     @property
     def reason(self) -> str:
@@ -244,8 +247,9 @@ def _missing(rows: list[dict[str, Any]], cells: list[dict[str, Any]], experiment
         if not any(_matches(r, {key: value}) for r in rows):
             skipped = sorted({c["reason"] for c in cells if c["status"] != "ok"
                               and _matches(c, {key: value}) and c["reason"]})
-            why = f" ({'; '.join(skipped)})" if skipped else ""
-            return f"no ok cells with {key}={value}{why}"
+            # each cell reason its own numbered reason, never several run into one line
+            return PARTS.join([f"no ok cells with {key}={value}"]
+                              + [f"{key}={value}: {reason}" for reason in skipped])
     return "no ok cells match " + ", ".join(f"{k}={v}" for k, v in conditions.items())
 
 
@@ -294,6 +298,17 @@ def _searched_elsewhere(claim: Claim, rows: list[dict[str, Any]]) -> str:
         return ""
     return (f"NeuralScale architectures neither from the published searches nor searched on "
             f"{wanted.dataset} with {wanted.classes} classes: " + ", ".join(sorted(bad)))
+
+
+def covered(claim: Claim, used: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """(combinations the claim covers that the rows measured, combinations it covers); None
+    for a claim that names no coverage."""
+    if not claim.covers:
+        return None
+    keys = list(claim.covers)
+    wanted = set(itertools.product(*(claim.covers[k] for k in keys)))
+    present = {tuple(r.get(k) for k in keys) for r in used}
+    return len(wanted & present), len(wanted)
 
 
 def _coverage(claim: Claim, used: list[dict[str, Any]]) -> str:
@@ -415,7 +430,7 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     if PROFILES.index(profile) < PROFILES.index(claim.min_profile):
         reasons.append(f"needs the {claim.min_profile} profile (this run: {profile})")
     if observation.missing:
-        reasons.append(observation.missing)
+        reasons += observation.missing.split(PARTS)
     else:
         for problem in (_coverage(claim, observation.used),
                         _fallbacks(observation.used) if _about_neuralscale(claim) else "",
@@ -426,13 +441,14 @@ def evaluate(claim: Claim, source: Source, rows: list[dict[str, Any]],
     named = "; ".join(notes[h] for h in claim.hardware if h in notes)
     judged = judge(claim, observation.value, observation.used,
                    lambda drawn: _observe(claim, drawn, []).value)
+    covers = covered(claim, observation.used)
     if reasons:
         return Verdict(claim, source, NOT_COMPARABLE, observation.value, tuple(reasons),
                        observation.n, stand_in, named, short, judged.interval, judged.rounds,
-                       judged.agreement, judged.notes)
+                       judged.agreement, judged.notes, covers)
     return Verdict(claim, source, judged.verdict, observation.value, judged.reasons,
                    observation.n, stand_in, named, short, judged.interval, judged.rounds,
-                   judged.agreement, judged.notes)
+                   judged.agreement, judged.notes, covers)
 
 
 def run_rows(cells: pl.DataFrame, records: pl.DataFrame,

@@ -22,6 +22,8 @@ NOT_RUN = "not run"
 FIRST_VERDICTS = (claims.REPRODUCED, claims.NOT_REPRODUCED, claims.INCONCLUSIVE)
 LAST_VERDICTS = (claims.NOT_COMPARABLE,)
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+# How a claim's scaling convention reads in a sentence.
+CONVENTION_WORDS = {"width": "width", "params": "parameter"}
 # Marks of a source's readings of its own words, told apart from reason numbers (no "q" exists).
 LETTERS = "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ"
 # Coordinates whose bare value would be ambiguous (a batch of 8 or a freeze of 8?): shown named.
@@ -95,7 +97,7 @@ def claims_context(verdicts: Sequence[Any]) -> dict[str, Any]:
     derived = 0
     named_hardware: dict[str, dict[str, None]] = {}
     sections: dict[str, dict[str, Any]] = {}
-    headline = []
+    headline, partial = [], []
     for verdict in verdicts:
         judged_apart = verdict.stand_in and verdict.verdict != claims.NOT_COMPARABLE
         machine = verdict.stand_in if judged_apart else ""
@@ -121,8 +123,10 @@ def claims_context(verdicts: Sequence[Any]) -> dict[str, Any]:
         else:
             section["tally" if not machine else "stand_in_tally"][verdict.verdict] += 1
         observed = verdict.observed
-        if (verdict.claim.comparison == "ratio" and isinstance(observed, int | float)
-                and not isinstance(observed, bool)):
+        numeric = isinstance(observed, int | float) and not isinstance(observed, bool)
+        if numeric and verdict.verdict == claims.NOT_COMPARABLE:
+            partial.append(row)  # measured, but not a verdict: shown muted, never as one
+        elif numeric and verdict.claim.comparison == "ratio":
             headline.append(row)
     named = tallies.pop("")
     apart = f"; {derived} derived from another claim, not counted" if derived else ""
@@ -135,6 +139,7 @@ def claims_context(verdicts: Sequence[Any]) -> dict[str, Any]:
                       "instead_of": "; ".join(named_hardware.get(machine, {}))}
                      for machine, tally in tallies.items()],
         "headline": headline,
+        "partial": partial,
         "reasons": reasons,
         "sources": [section | {"counts": _section_counts(section.pop("tally"),
                                                          section.pop("stand_in_tally"),
@@ -175,6 +180,7 @@ def _numbered_reasons(verdicts: Sequence[Any]) -> list[dict[str, Any]]:
 
 def _claim_row(verdict: Any, numbers: dict[str, int]) -> dict[str, Any]:
     claim = verdict.claim
+    apart = bool(verdict.stand_in) and verdict.verdict != claims.NOT_COMPARABLE
     cited = sorted({numbers[r] for r in verdict.reasons if r in numbers})
     convention = getattr(claim, "convention", "")
     return {
@@ -182,13 +188,18 @@ def _claim_row(verdict: Any, numbers: dict[str, int]) -> dict[str, Any]:
         "statement": claim.statement,
         "reading": "",  # the mark of the project's reading of the source's words, if any
         "reading_letter": "",
-        "convention": f"scales are {convention} ratios" if convention else "",
+        "convention": (f"scales are {CONVENTION_WORDS.get(convention, convention)} ratios"
+                       if convention else ""),
         "expected": verdict.expected_text(),
         "observed": verdict.observed_text(),
         "n": verdict.n,
         "verdict": verdict.verdict,
         "label": verdict.label,
-        "css": "verdict-" + slug(verdict.verdict),
+        # a verdict on stand-in hardware is styled apart from one on the named hardware
+        "css": "verdict-" + slug(verdict.verdict) + (" stand-in" if apart else ""),
+        "emphasis": "*" if apart else "**",
+        "covers": (f"covers {verdict.covers[0]} of {verdict.covers[1]}"
+                   if getattr(verdict, "covers", None) else ""),
         "stand_in": verdict.stand_in,
         # a claim derived from another: shown beside its verdict, which no count includes
         "derived": (f"derived from {claim.derived_from}: not counted"

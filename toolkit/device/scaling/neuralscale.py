@@ -33,9 +33,9 @@ from toolkit.errors import UserError
 
 from .. import models
 from . import PRUNE_STOPS, PRUNE_TIES, public_solver
+from .targets import TARGET_MODES, target_params  # noqa: F401 - read here by callers
 
 ARTIFACT_FORMAT = "edgerepro.neuralscale/1"
-TARGET_MODES = ("width", "params")
 SOLVE_TOLERANCE = 0.01  # relative, of the target parameter count
 MIN_RECORDS = 6  # fewer records: a constant architecture (eugenelet/NeuralScale fit_params.py)
 FEW_RECORDS_FITS = ("constant", "uniform")  # see fit_power_law
@@ -170,18 +170,6 @@ def constant_fit(model: str, widths: Sequence[int], classes: int = 10, reason: s
 
 
 # --------------------------------------------------------------------------------------- solve
-
-
-def target_params(model: str, ratio: float, classes: int = 10, mode: str = "width") -> int:
-    """Target size at ratio r: mode "width" (NeuralScale): parameters of the uniformly
-    width-scaled network (scale_widths, int truncation); mode "params" (Gealy's thesis):
-    r x the full network's parameters, rounded."""
-    if mode not in TARGET_MODES:
-        raise UserError("target mode must be one of {}, got {!r}".format(TARGET_MODES, mode))
-    if mode == "width":
-        return models.count_params(model, models.scale_widths(model, ratio), classes)
-    full = models.count_params(model, models.full_widths(model), classes)
-    return int(round(float(ratio) * full))
 
 
 def widths_at(fit: Dict[str, Any], tau: float) -> List[int]:

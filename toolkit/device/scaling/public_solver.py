@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Sequence
 from toolkit.errors import UserError
 
 from .. import models
+from .targets import target_params
 
 # The models the public code has, and the name its compute_params knows them by.
 PUBLIC_NAMES = {"vgg11": "vgg", "mobilenetv2": "mobilenetv2", "preact_resnet18": "resnet18"}
@@ -153,8 +154,6 @@ def widths_for_ratio(model: str, fit: Dict[str, Any], ratio: float, classes: int
     "kind", plus the public solver's own "public_target" and "public_params"."""
     aim = public_target(model, ratio, classes, mode)
     solved = solve(model, fit["alpha"], fit["beta"], aim, classes)
-    from .neuralscale import target_params  # neuralscale imports this module
-
     target = target_params(model, ratio, classes, mode)
     params = models.count_params(model, solved["widths"], classes)
     return {"widths": solved["widths"], "params": params, "target": target,
