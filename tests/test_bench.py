@@ -66,3 +66,33 @@ def test_only_the_named_benchmark_runs_and_passing_ones_exit_cleanly(benches, tm
 
 def test_every_shipped_benchmark_states_its_target():
     assert all(entry.target and callable(entry.measure) for entry in bench.BENCHMARKS.values())
+
+
+def test_the_search_bench_records_each_models_outcome_and_a_failed_search(monkeypatch, tmp_path):
+    """No search runs: architecture_descent gives constructed iterations, or fails for one
+    model the way a tiny fit can (neuralscale.solve_widths)."""
+    from toolkit.device import models
+    from toolkit.device.scaling import neuralscale
+
+    base = models.scale_widths("vgg11", 0.125)
+    wider = [w + 1 for w in base]
+
+    def descent(model, dataset, config=None, log=None):
+        if model == "mobilenetv2":
+            raise UserError("mobilenetv2: no architecture of the fit within 1.0% of 170464")
+        its = [{"start_widths": base, "removal_steps": 4, "records": []},
+               {"start_widths": wider, "removal_steps": 9, "records": [base] * 7}]
+        return {"iterations": its, "final_fit": {"kind": "power_law"}}
+
+    monkeypatch.setattr(neuralscale, "architecture_descent", descent)
+    monkeypatch.setattr(bench, "_scaled_models", lambda: ["mobilenetv2", "vgg11"])
+    figures = bench.neuralscale_search_cost(tmp_path)
+    assert figures["mobilenetv2_failed"] == ("mobilenetv2: no architecture of the fit within "
+                                             "1.0% of 170464")
+    assert "mobilenetv2_minutes" not in figures and figures["met"] is False
+    assert figures["vgg11_pruning_steps"] == 13 and figures["vgg11_records"] == [0, 7]
+    assert figures["vgg11_fit"] == "power_law" and 0 <= figures["vgg11_minutes"] < 1
+    miss = models.count_params("vgg11", wider) / models.count_params("vgg11", base) - 1
+    assert figures["vgg11_start_miss_max"] == pytest.approx(miss, rel=1e-12)
+    monkeypatch.setattr(bench, "_scaled_models", lambda: ["vgg11"])
+    assert bench.neuralscale_search_cost(tmp_path)["met"] is True

@@ -143,10 +143,14 @@ def _scaled_models() -> list[str]:
 
 
 def neuralscale_search_cost(workdir: Path) -> Figures:
-    """Minutes and pruning steps of the smoke NeuralScale search on digits, per model (the
-    target: VGG-11's under 5 minutes on 2 cores)."""
+    """Minutes and pruning steps of the smoke NeuralScale search on digits, per model, and what
+    each search came to: the records per iteration (training numerics decide how many, so they
+    differ between CPUs), the final fit's kind, and how far the later iterations' starts missed
+    the base size (a tiny fit can step over it: neuralscale.solve_widths). A model whose search
+    fails is recorded with its reason and the others still run."""
     import io
 
+    from toolkit.device import models
     from toolkit.device.data import load_dataset
     from toolkit.device.scaling.neuralscale import architecture_descent
 
@@ -154,13 +158,23 @@ def neuralscale_search_cost(workdir: Path) -> Figures:
     figures: Figures = {"profile": "smoke", "dataset": "digits"}
     for model in _scaled_models():
         started = time.monotonic()
-        artifact = architecture_descent(model, dataset, config={"profile": "smoke"},
-                                        log=io.StringIO())
+        try:
+            artifact = architecture_descent(model, dataset, config={"profile": "smoke"},
+                                            log=io.StringIO())
+        except UserError as error:
+            figures[f"{model}_failed"] = " ".join(str(error).split())
+            continue
         figures[f"{model}_minutes"] = (time.monotonic() - started) / 60
-        figures[f"{model}_pruning_steps"] = sum(int(it["removal_steps"])
-                                                for it in artifact["iterations"])
+        iterations = artifact["iterations"]
+        figures[f"{model}_pruning_steps"] = sum(int(it["removal_steps"]) for it in iterations)
+        figures[f"{model}_records"] = [len(it["records"]) for it in iterations]
         figures[f"{model}_fit"] = artifact["final_fit"]["kind"]
-    return figures | {"met": figures["vgg11_minutes"] < 5}
+        base = models.count_params(model, iterations[0]["start_widths"], dataset.classes)
+        figures[f"{model}_start_miss_max"] = max(
+            (abs(models.count_params(model, it["start_widths"], dataset.classes) / base - 1)
+             for it in iterations[1:]), default=0.0)
+    failed = [key for key in figures if key.endswith("_failed")]
+    return figures | {"met": not failed and figures["vgg11_minutes"] < 5}
 
 
 def training_throughput(workdir: Path) -> Figures:
@@ -325,8 +339,9 @@ BENCHMARKS: dict[str, Benchmark] = {
         f"{name} <= {mb} MB" for name, mb in IMAGE_SIZE_TARGETS_MB.items())),
     "container_overhead": Benchmark(
         container_overhead, f"container overhead <= {CONTAINER_OVERHEAD_TARGET_S} s per cell"),
-    "neuralscale_search": Benchmark(neuralscale_search_cost,
-                                    "VGG-11 smoke search under 5 minutes on 2 cores"),
+    "neuralscale_search": Benchmark(
+        neuralscale_search_cost,
+        "every model's smoke search completes; VGG-11's under 5 minutes on 2 cores"),
     "training_throughput": Benchmark(training_throughput, "recorded (no target)"),
     "rounds_cost": Benchmark(rounds_cost, "recorded (no target): the time rounds cost"),
 }
