@@ -418,7 +418,11 @@ def test_ort_evaluation_matches_torch_with_the_same_statistics(ort_cache):
     x = batches[0][0]
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(logits(x), expected, rtol=1e-3, atol=1e-4)
+    # The same float32 function (weights, statistics) in two libraries whose kernels sum in
+    # their own orders: each within the forward rounding bound of the exact logits, normwise
+    # (tests/numerics.py), so at most twice that apart.
+    error = numerics.normwise_error(logits(x), expected.astype(np.float64))
+    assert error <= 2 * numerics.forward_bound(net), error
 
 
 def test_ort_not_run_reasons(ort_cache):
