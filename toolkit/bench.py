@@ -347,7 +347,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def measure(bench: Benchmark, workdir: Path) -> Figures:
+def run_one(bench: Benchmark, workdir: Path) -> Figures:
     """One benchmark's figures with its target; a benchmark that raises is recorded as failed
     with its reason (exception type and message, one line) so the others' figures are kept."""
     try:
@@ -370,7 +370,7 @@ def run_all(name: str | None, out_dir: Path) -> Path:
     for bench_name, bench in BENCHMARKS.items():
         if name in (None, bench_name):
             console.print(f"bench {bench_name} …")
-            figures[bench_name] = measure(bench, workdir)
+            figures[bench_name] = run_one(bench, workdir)
             if "failed" in figures[bench_name]:
                 console.print(f"bench {bench_name} failed: {figures[bench_name]['failed']}")
     path = out_dir / f"{stamp}.json"
