@@ -56,6 +56,8 @@ def test_a_failing_benchmark_is_recorded_beside_the_others_figures(benches, tmp_
 
 
 def test_only_the_named_benchmark_runs_and_passing_ones_exit_cleanly(benches, tmp_path):
+    with pytest.raises(UserError, match=r"^targets missed: misses \(figures and reasons in "):
+        bench.run_all("misses", tmp_path / "missed")
     path = bench.run_all("measures", tmp_path)
     assert bench_files.read(path)[1] == {"measures": {"seconds": 0.5, "met": True,
                                                       "target": "t measure"}}

@@ -387,10 +387,10 @@ def run_all(name: str | None, out_dir: Path) -> Path:
     failed = [bench_name for bench_name, values in figures.items() if "failed" in values]
     missed = [bench_name for bench_name, values in figures.items()
               if not values["met"] and bench_name not in failed]
-    problems = ([f"failed: {', '.join(failed)}"] if failed else []) \
+    problems = ([f"benchmarks failed: {', '.join(failed)}"] if failed else []) \
         + ([f"targets missed: {', '.join(missed)}"] if missed else [])
     if problems:
-        raise UserError(f"benchmarks {'; '.join(problems)} (figures and reasons in {path})")
+        raise UserError(f"{'; '.join(problems)} (figures and reasons in {path})")
     return path
 
 
