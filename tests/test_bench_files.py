@@ -57,3 +57,16 @@ def test_compare_arguments_are_checked(tmp_path):
     with pytest.raises(UserError, match="no bench file 'nope'; give a path or one of: "
                        "20260101-000000"):
         bench_files.pair("nope,20260101-000000", tmp_path)
+
+
+def test_compare_names_a_benchmark_that_failed_and_compares_the_rest(tmp_path):
+    machine = {"cpu": "Test CPU", "machine": "x86_64", "cores_usable": 2}
+    ok = {"search": {"vgg11_minutes": 2.0, "met": True, "target": "t"},
+          "train": {"images_per_s": 100.0, "met": True, "target": "t"}}
+    failed = ok | {"search": {"failed": "UserError: no architecture", "met": False,
+                              "target": "t"}}
+    bench_files.write(tmp_path / "a.json", ok, machine)
+    bench_files.write(tmp_path / "b.json", failed, machine)
+    rows, warnings = bench_files.compare(tmp_path / "a.json", tmp_path / "b.json")
+    assert [(r.benchmark, r.figure, r.ratio) for r in rows] == [("train", "images_per_s", 1.0)]
+    assert warnings == ["search failed in B: UserError: no architecture"]

@@ -342,7 +342,22 @@ def test_the_tensorrt_cell_returns_what_it_returned_before_the_scenario(stack, t
     assert all(np.array_equal(c, x) for c in copies["in"])
     session = ort_runtime.InferenceSession(path, providers=["CPUExecutionProvider"])
     expected = session.run(None, {"input": x})[0]
-    np.testing.assert_allclose(copies["out"][-1], expected, rtol=1e-4, atol=1e-5)
+    # The fake engine computes in float64 and stores float32; ONNX Runtime sums in float32 in
+    # an order its CPU kernels pick. Each output is a 27-term dot product (3 channels x 3 x 3):
+    # within LAMBDA sqrt(27) u sum|w x| of the exact one (tests/numerics.py), plus float32
+    # rounding of each result; ReLU does not widen the gap.
+    import numerics
+    import onnx
+    from onnx import numpy_helper
+
+    from toolkit.device.training import numpy_reference
+
+    (w,) = [numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer]
+    spread = numpy_reference._conv(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                                   (1, 1), (1, 1), (1, 1))
+    u = numerics.UNIT_ROUNDOFF_FP32
+    bound = numerics.LAMBDA * np.sqrt(w[0].size) * u * spread + 2 * u * np.abs(expected)
+    assert np.all(np.abs(copies["out"][-1] - expected) <= bound)
     assert cuda.popped == [0]  # every device buffer freed while the context was current
     again = inference.run(job)
     assert ("engine_from_cache", 1.0, "ratio") in again["records"]

@@ -106,8 +106,11 @@ def test_gate_importance_equals_a_hand_computation():
     saved = []
     handles = [bn.register_forward_hook(lambda m, i, o: saved.append(o) or o.retain_grad())
                for bn in bns]
-    torch.nn.functional.cross_entropy(net(x), y).backward()
-    hand = [((o * o.grad).sum(dim=(0, 2, 3)) ** 2).detach().numpy() for o in saved]
+    out = torch.nn.functional.cross_entropy(net(x), y)
+    loss = float(out.detach())
+    out.backward()
+    terms = [(o * o.grad).detach() for o in saved]
+    hand = [t.sum(dim=(0, 2, 3)).numpy() for t in terms]  # dL/dg_c at g = 1
     for h in handles:
         h.remove()
     net.zero_grad()
@@ -115,10 +118,18 @@ def test_gate_importance_equals_a_hand_computation():
     g = gates.Gates("vgg11", net)
     torch.nn.functional.cross_entropy(net(x), y).backward()
     got = [c.numpy() for c in g.batch_importance()]
-    for a, b in zip(got, hand, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-30)
+    for a, s, t in zip(got, hand, terms, strict=True):
+        # Both sum the same n products per channel, perhaps in another order (the CPU's
+        # kernels pick it): each sum is within n * eps * sum|products| of the exact one, so
+        # the squares differ by at most 2 |s| * 2 n eps * sum|products|.
+        n = t.shape[0] * t.shape[2] * t.shape[3]
+        spread = t.abs().sum(dim=(0, 2, 3)).numpy()
+        bound = 4 * np.abs(s) * n * np.finfo(np.float64).eps * spread
+        assert np.all(np.abs(a - s ** 2) <= bound + 1e-300), (a, s ** 2, bound)
 
-    # and by finite differences of the loss in the gate
+    # and by central differences of the loss in the gate: their error is the truncation, ~h^2,
+    # so |fd(h) - fd(h/2)| (3/4 of fd(h)'s) bounds fd(h/2)'s, plus the rounding of the two
+    # losses, a few ulps of the loss over h
     def loss_at(layer, channel, value):
         with torch.no_grad():
             g.gates[layer][channel] = value
@@ -126,10 +137,15 @@ def test_gate_importance_equals_a_hand_computation():
             g.gates[layer][channel] = 1.0
         return out
 
+    def central(layer, channel, h):
+        return (loss_at(layer, channel, 1 + h) - loss_at(layer, channel, 1 - h)) / (2 * h)
+
     for layer, channel in ((0, 1), (3, 2), (7, 0)):
-        eps = 1e-6
-        fd = (loss_at(layer, channel, 1 + eps) - loss_at(layer, channel, 1 - eps)) / (2 * eps)
-        assert fd ** 2 == pytest.approx(got[layer][channel], rel=1e-5)
+        h = 1e-3
+        coarse, fine = central(layer, channel, h), central(layer, channel, h / 2)
+        bound = abs(coarse - fine) + 16 * np.spacing(loss) / (h / 2)
+        assert abs(fine - hand[layer][channel]) <= bound, (fine, hand[layer][channel], bound)
+        assert bound < 1e-3 * abs(fine)  # a check that can fail: the derivative to 0.1 %
 
     # window = mean over minibatches; pruning removes the globally smallest
     g.accumulate()
@@ -258,35 +274,38 @@ def test_descent_end_to_end_on_digits(tmp_path):
     started = time.time()
     art = ns.architecture_descent("vgg11", data.digits(), {"profile": "smoke"}, seed=0, log=log)
     seconds = time.time() - started
-    assert seconds < 300, seconds
     assert len(art["iterations"]) == 2
-    first = art["iterations"][0]
+    first, second = art["iterations"]
     assert first["start_widths"] == models.scale_widths("vgg11", 0.125)
-    assert len(first["records"]) >= 6 and first["fit"]["kind"] == "power_law"
-    assert all(len(r) == 8 and min(r) >= 1 for r in first["records"])
-    # records are taken once every layer lost a channel and shrink step by step; pruning ends
-    # at the first step after a layer is down to one channel
-    assert all(w < s for w, s in zip(first["records"][0], first["start_widths"], strict=True))
-    assert all(min(r) > 1 for r in first["records"][:-1]) and min(first["final_widths"]) == 1
-    assert [sum(r) for r in first["records"]] == sorted((sum(r) for r in first["records"]),
-                                                        reverse=True)
-    # the second iteration starts from the first fit solved at the base size
+    # How many records each iteration makes and how its pruning ends depend on training numerics
+    # (the CPU's kernels): every outcome is accepted, and each checked for what it must be.
+    for iteration in art["iterations"]:
+        records, start = iteration["records"], iteration["start_widths"]
+        assert all(len(r) == 8 and min(r) >= 1 for r in records)
+        # records are taken once every layer lost a channel and shrink step by step; pruning
+        # ends at the first step after a layer is down to one channel
+        assert all(w < s for r in records for w, s in zip(r, start, strict=True))
+        assert all(sum(a) > sum(b) for a, b in zip(records, records[1:], strict=False))
+        assert all(min(r) > 1 for r in records[:-1])
+        if "one live channel" in iteration["stop_reason"]:
+            assert iteration["pruning_stopped"] and min(iteration["final_widths"]) == 1
+        _check_fit("vgg11", iteration)
+    # the second iteration starts from the first fit solved at the base size (smoke: no bump),
+    # whatever that solution's miss
     base = models.count_params("vgg11", first["start_widths"])
-    second = art["iterations"][1]
-    assert abs(models.count_params("vgg11", second["start_widths"]) - base) <= 0.01 * base
+    assert second["start_widths"] == ns.solve_widths("vgg11", first["fit"], base,
+                                                     strict=False)["widths"]
     fit = art["final_fit"]
-    assert len(fit["alpha"]) == len(fit["beta"]) == 8
+    assert fit == second["fit"] and len(fit["alpha"]) == len(fit["beta"]) == 8
     if fit["kind"] == "power_law":
         assert all(np.isfinite(fit["beta"])) and len(fit["r2"]) == 8
     for entry in art["architectures"]:
-        if fit["kind"] == "constant":  # VGG: the same widths at every target
-            assert entry["widths"] == fit["widths"]
-        else:
-            assert abs(entry["params"] - entry["target"]) <= 0.01 * entry["target"]
+        _check_architecture("vgg11", fit, entry)
     path = ns.save_artifact(art, str(tmp_path / "vgg11.json"))
     loaded = ns.load_artifact(path)
     assert ns.widths_for_ratio(loaded, 0.5)["widths"] == ns.widths_for_ratio(art, 0.5)["widths"]
     assert "neuralscale vgg11 epoch" in log.getvalue()
+    assert seconds < 300, seconds  # last: a busy shared machine can miss it, the rest must hold
 
 
 # ------------------------------------------------- the public code's rules (eugenelet/NeuralScale)
@@ -350,17 +369,22 @@ def test_prune_search_ends_one_step_after_a_layer_reaches_one_channel():
     start = [8] * 8
     out = gates.prune_search("vgg11", start, data.synthetic(64, 16, classes=3), cfg,
                              log=io.StringIO())
+    # 64 channels, at most 56 removable before a layer has one: that stop comes first
     assert "one live channel" in out["stop_reason"] and out["pruning_stopped"]
-    # the step that took a layer to one channel completed and is the last record, unless it
-    # selected every live channel of that layer (it then removed all but one and stopped,
-    # unrecorded): which of the two happens depends on training numerics, so either passes
-    records = out["records"]
-    assert records and all(min(r) > 1 for r in records[:-1])
     assert min(out["final_widths"]) == 1
     # the stopping step keeps what it removed before reaching that layer
     removed = sum(start) - sum(out["final_widths"])
-    assert out["removal_steps"] * per <= removed < (out["removal_steps"] + 1) * per
-    assert all(f <= r for f, r in zip(out["final_widths"], records[-1], strict=True))
+    steps = out["removal_steps"]
+    assert steps * per <= removed < (steps + 1) * per
+    # Which channels go depends on training numerics (the CPU's kernels): whether every layer
+    # lost one before a layer was down to one (records at all), and whether a completed step or
+    # the stopping one took it there. Each outcome is checked for what it must be.
+    records = out["records"]
+    assert all(min(r) > 1 for r in records[:-1])
+    if records:  # the last completed step is recorded, and nothing after a layer reached one
+        assert sum(start) - sum(records[-1]) == steps * per
+        assert min(records[-1]) == 1 or removed > steps * per
+        assert all(f <= r for f, r in zip(out["final_widths"], records[-1], strict=True))
 
 
 def test_fewer_than_six_records_keep_the_first_record_as_a_constant_architecture():
@@ -499,3 +523,144 @@ def test_the_first_window_is_one_minibatch_longer_as_in_the_public_code(extra):
     for bad in (-1, 1.5, True):
         with pytest.raises(UserError, match="first_window_extra must be a non-negative"):
             ns.search_config(first_window_extra=bad)
+
+
+# ---------------------------------------- the descent on constructed pruning outcomes (no torch)
+# How many width records a pruning run makes, and whether pruning stops, depends on training
+# numerics (the CPU's kernels). These tests give architecture_descent every kind of outcome
+# gates.prune_search can return and check what each iteration and the artifact make of it.
+
+def _records(start, n):
+    """n width records shrinking from `start`, every layer below its start width."""
+    return [[max(1, int(w * (0.9 - 0.1 * k))) for w in start] for k in range(n)]
+
+
+PRUNING_OUTCOMES = {
+    # stopped by a layer down to one channel before every layer had lost one: no record
+    "none, stopped": lambda start: ([], [1] + [max(1, w - 1) for w in start[1:]], True),
+    # the epoch limit ended it before any record
+    "none, epoch limit": lambda start: ([], list(start), False),
+    "3 records": lambda start: (_records(start, 3), _records(start, 4)[-1], True),
+    "8 records": lambda start: (_records(start, 8), _records(start, 8)[-1], True),
+}
+
+
+class _Constructed:
+    classes = 10
+
+    def describe(self):
+        return {"name": "constructed"}
+
+
+def _descend(monkeypatch, model, outcomes):
+    """architecture_descent with gates.prune_search replaced by the named PRUNING_OUTCOMES."""
+    from toolkit.device.scaling import gates
+
+    pending = list(outcomes)
+
+    def prune_search(model_, widths, dataset, cfg, seed=0, log=None):
+        records, final, stopped = PRUNING_OUTCOMES[pending.pop(0)](list(widths))
+        return {"records": records, "final_widths": final, "pruning_stopped": stopped,
+                "stop_reason": "constructed", "removal_steps": len(records), "epochs": 1,
+                "minibatches": 1, "channels": sum(widths), "seconds": 0.0}
+
+    monkeypatch.setattr(gates, "prune_search", prune_search)
+    return ns.architecture_descent(model, _Constructed(), {"profile": "smoke",
+                                                          "iterations": len(outcomes)},
+                                   log=io.StringIO())
+
+
+def _check_fit(model, iteration):
+    """The fit of one iteration is the one its outcome calls for (fit_power_law's rule)."""
+    fit, records = iteration["fit"], iteration["records"]
+    if len(records) >= ns.MIN_RECORDS:
+        assert fit["kind"] == "power_law" and fit["n_records"] == len(records)
+        taus = [models.count_params(model, r) for r in records]
+        direct = ns.fit_records(taus, records)
+        assert fit["alpha"] == direct["alpha"] and fit["beta"] == direct["beta"]
+    elif records:  # the public fit_params.py: the first record, beta = 0
+        assert fit["kind"] == "constant" and fit["widths"] == records[0]
+    elif iteration["pruning_stopped"]:  # the public code saves the widths at the stop
+        assert fit["kind"] == "constant" and fit["widths"] == iteration["final_widths"]
+        assert fit["n_records"] == 0 and "pruning stopped" in fit["fallback"]
+    else:  # no public answer: the start architecture scaled uniformly
+        assert fit["kind"] == "uniform" and fit["reference"] == iteration["start_widths"]
+        assert "no width records and no stop widths" in fit["fallback"]
+
+
+def _check_architecture(model, fit, entry):
+    """A solved architecture is what its fit's kind makes of the target."""
+    if fit["kind"] == "constant" and model not in ns.RESIDUAL_MODELS:
+        assert entry["widths"] == fit["widths"]  # VGG: the same widths whatever the target
+        return
+    assert abs(entry["params"] / entry["target"] - 1) <= ns.SOLVE_TOLERANCE
+    assert entry["params"] == models.count_params(model, entry["widths"])
+    if fit["kind"] == "uniform":  # one factor s for every layer: width_i = floor(s * ref_i)
+        ref = fit["reference"]
+        scale = entry["tau"] / models.count_params(model, ref)
+        assert all(-1e-9 < scale * r - w < 1 for r, w in zip(ref, entry["widths"], strict=True))
+
+
+@pytest.mark.parametrize("first, last", [
+    ("none, stopped", "none, stopped"), ("none, stopped", "none, epoch limit"),
+    ("none, stopped", "3 records"), ("none, stopped", "8 records"),
+    ("none, epoch limit", "none, stopped"), ("3 records", "none, epoch limit"),
+    ("8 records", "none, stopped")])
+def test_the_descent_copes_with_every_pruning_outcome(monkeypatch, first, last):
+    model = "vgg11"
+    art = _descend(monkeypatch, model, [first, last])
+    one, two = art["iterations"]
+    assert one["start_widths"] == models.scale_widths(model, 0.125)
+    for iteration in (one, two):
+        _check_fit(model, iteration)
+    # the second iteration starts from the first fit solved at the base size: VGG's constant fit
+    # is its widths at any size; VGG's other fits land within 1 % (a channel is < 1 % of it)
+    base = models.count_params(model, one["start_widths"])
+    if one["fit"]["kind"] == "constant":
+        assert two["start_widths"] == one["fit"]["widths"]
+    else:
+        assert abs(models.count_params(model, two["start_widths"]) / base - 1) <= 0.01
+    assert art["final_fit"] == two["fit"]
+    assert len(art["architectures"]) == 8
+    for entry in art["architectures"]:
+        _check_architecture(model, art["final_fit"], entry)
+
+
+def test_a_fit_that_steps_over_the_target_still_gives_the_next_start():
+    """One more channel in MobileNetV2's stage-6 blocks costs 2-3 % of the smoke search's base
+    network: a fit whose curve crosses the base size on such a step has no architecture within
+    1 %. The next pruning run starts from the nearest one (the public code checks no size there);
+    a result still has to be within 1 %."""
+    model = "mobilenetv2"
+    cfg = ns.search_config("smoke")
+    base = models.scale_widths(model, cfg["base_ratio"])
+    target = models.count_params(model, base)
+
+    def count(layer15, layer18):
+        return models.count_params(model, base[:15] + [layer15] + base[16:18] + [layer18])
+
+    # the fit: every layer constant but layer 15 (width 20 at the base), and the last layer
+    # (~50 parameters a channel) as wide as keeps every architecture on the curve furthest
+    # from the target; count_params is integer arithmetic, the same on every CPU
+    curve = range(1, 60)  # layer 15's widths for tau from ~0 to ~3 x target
+    last = max(range(base[18] // 2, 2 * base[18]),
+               key=lambda w: min(abs(count(k, w) - target) for k in curve))
+    assert min(abs(count(k, last) - target) for k in curve) > ns.SOLVE_TOLERANCE * target
+    fit = {"kind": "power_law", "alpha": [float(w) for w in base[:18]] + [float(last)],
+           "beta": [0.0] * 19}
+    fit["alpha"][15], fit["beta"][15] = 20.5 / target, 1.0  # 20 channels at tau = target
+    with pytest.raises(UserError, match=r"no architecture of the fit within 1\.0% of {}".format(
+            target)):
+        ns.solve_widths(model, fit, target)
+    nearest = ns.solve_widths(model, fit, target, strict=False)
+    k = nearest["widths"][15]
+    assert nearest["widths"] == base[:15] + [k] + base[16:18] + [last]
+    assert nearest["params"] == count(k, last)
+    assert nearest["error"] == pytest.approx((count(k, last) - target) / target)
+    # the nearer side of a step of the curve over the target
+    steps = [(j, j + 1) for j in curve if count(j, last) < target <= count(j + 1, last)]
+    assert any(k in step and abs(nearest["params"] - target) == min(
+        abs(count(j, last) - target) for j in step) for step in steps), (k, steps)
+    # the search's next start is that architecture (smoke: no width bump)
+    assert cfg["search_width_bump"] == 0
+    assert ns.search_start_widths(model, fit, cfg, 10) == nearest["widths"]

@@ -4,7 +4,8 @@ A bench file is {"format", "machine", "figures"}: the machine (CPU model, the ve
 that decide which kernels run, cores, RAM), the package versions and the git commit, then each
 benchmark's figures. `compare` divides every numeric figure of B by A's, so a slowdown between
 two commits on one machine shows as a ratio; files from different machines are compared with a
-warning, since the ratio then mixes machine and code. Files written before the format existed
+warning, since the ratio then mixes machine and code; a benchmark that failed (its entry holds
+"failed": the reason, no figures) is named in a warning. Files written before the format existed
 (a bare {benchmark: figures} mapping) are read as figures with an unknown machine.
 """
 from __future__ import annotations
@@ -118,6 +119,9 @@ def compare(a: Path, b: Path) -> tuple[list[FigureRatio], list[str]]:
     rows = []
     for benchmark in sorted(set(figures_a) & set(figures_b)):
         fa, fb = figures_a[benchmark], figures_b[benchmark]
+        for label, figures in (("A", fa), ("B", fb)):
+            if "failed" in figures:  # no figures to compare: say why the rows are missing
+                warnings.append(f"{benchmark} failed in {label}: {figures['failed']}")
         for figure in sorted(set(fa) & set(fb)):
             va, vb = fa[figure], fb[figure]
             if isinstance(va, int | float) and isinstance(vb, int | float) \

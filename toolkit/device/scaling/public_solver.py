@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Sequence
 from toolkit.errors import UserError
 
 from .. import models
-from .targets import target_params
+from .fit import target_params
 
 # The models the public code has, and the name its compute_params knows them by.
 PUBLIC_NAMES = {"vgg11": "vgg", "mobilenetv2": "mobilenetv2", "preact_resnet18": "resnet18"}
