@@ -304,6 +304,10 @@ def test_no_claim_is_reproduced_from_a_smoke_run_of_fallbacks():
     verdicts = evaluate_all(load_publications(), cells, cells, "paper",
                             {"device_type": "x86_64-generic", "machine": "x86_64"})
     assert {v.verdict for v in verdicts} == {NOT_COMPARABLE}
+    # ... but what it measured is observed beside Gealy's CPU claims, with its coverage (the
+    # report shows these apart, muted, never as verdicts)
+    latency = next(v for v in verdicts if v.claim.id == "gealy-cpu-latency")
+    assert latency.observed == pytest.approx(1.0) and latency.covers == (4, 16)
 
 
 def test_meissl_combined_speedup_on_a_cpu_is_a_stand_in_verdict_with_bf16():
