@@ -122,7 +122,7 @@ class _KeepsHelpFlag(Task):
     "new": "start a new run even if an unfinished one of the same selection exists",
     "rounds": "measure each cell this many times, each in a fresh process or container, the "
               "rounds of all cells interleaved; figures are medians with intervals (default: "
-              "the profile's, smoke 2, quick 3, paper 5; smoke training 1)",
+              "the profile's, smoke 2, quick 3, paper 5; smoke training 1; at most 100)",
     "force": "re-measure cells that are already finished in this run",
     "cpuset": "pin each cell (its container, or its host process) to these CPUs (e.g. 0-1)",
     "memory": "docker runner: memory limit per cell's container (e.g. 2g); over it: OOM-killed",
@@ -136,7 +136,7 @@ class _KeepsHelpFlag(Task):
 @user_errors
 def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
         new=False, force=False, cpuset="", memory="", gpus=False, hosts="", inventory="",
-        data="", rounds=0):
+        data="", rounds=""):
     """Measure every cell of the chosen experiments, each in a fresh process; resumes.
 
     Exit status: 0 when every cell ended ok, invalid or not run (each with its reason); 1 when
@@ -166,7 +166,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
                 pipeline.grid_overrides(model, batch), inventory=inventory or None,
                 run_id=run_id or None, new=new, force=force, results_root=RESULTS,
                 console=console, runner_options={"cpuset": cpuset, "memory_limit": memory,
-                                                 "gpus": gpus}, rounds=int(rounds) or None):
+                                                 "gpus": gpus}, rounds=rounds):
             raise Exit("fleet run: not every device finished (see above); run the same "
                        "command again to resume", code=1)
         return
@@ -174,7 +174,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
         pipeline.parse_list(experiment), profile, pipeline.grid_overrides(model, batch),
         runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,
         console=console, runner_options={"cpuset": cpuset or None, "memory_limit": memory or None,
-                                         "gpus": gpus}, rounds=int(rounds) or None)
+                                         "gpus": gpus}, rounds=rounds)
     console.print(f"run {store.run_id}: {summary.line()}", markup=False, highlight=False)
     for line in summary.grouped():
         console.print(f"  {line}", markup=False, highlight=False)
@@ -188,14 +188,15 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
 
 @task(help={"run_id": "the run to render (default: the latest)",
             "compare": "two run ids A,B: per-cell latency ratios B/A with a noise-aware verdict",
-            "threshold": "with --compare: the smallest ratio change that counts (default 0.10)"})
+            "threshold": "with --compare: the smallest ratio change that counts, a number >= 0 "
+                         "(default 0.10: 10 %)"})
 @user_errors
-def report(c, run_id="", compare="", threshold=0.10):
+def report(c, run_id="", compare="", threshold=""):
     """Render reports/<run-id>/report.md and report.html from a run's results."""
     from toolkit import pipeline
 
     if compare:
-        pipeline.compare(compare, float(threshold), RESULTS, REPORTS)
+        pipeline.compare(compare, threshold, RESULTS, REPORTS)
         return
     paths = pipeline.report(run_id or None, RESULTS, REPORTS)
     print(f"report: {paths['md']}\nreport: {paths['html']}")

@@ -35,6 +35,7 @@ class MeasureProtocol(Strict):
 # Rounds per cell by profile, where a profile does not set its own (toolkit/rounds.py): two
 # rounds are the fewest that show drift, five give a 95 % interval from order statistics.
 DEFAULT_ROUNDS = {"smoke": 2, "quick": 3, "paper": 5}
+MIN_ROUNDS, MAX_ROUNDS = 1, 100  # a profile's rounds, and --rounds
 
 
 class Profile(Strict):
@@ -42,7 +43,7 @@ class Profile(Strict):
     number of rounds each cell is measured in."""
 
     measure: MeasureProtocol = MeasureProtocol()
-    rounds: int | None = Field(None, ge=1, le=100)
+    rounds: int | None = Field(None, ge=MIN_ROUNDS, le=MAX_ROUNDS)
     grid: dict[str, list] = {}
     settings: dict[str, object] = {}
 

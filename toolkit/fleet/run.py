@@ -229,7 +229,7 @@ def _run_device(device: Device, ctx: FleetContext) -> DeviceOutcome:
 def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[str, list], *,
         inventory: str | None, run_id: str | None, new: bool, force: bool, results_root: Path,
         console: Console, runner_options: dict[str, Any] | None = None,
-        rounds: int | None = None) -> tuple[fleets.FleetRun, list[DeviceOutcome]]:
+        rounds: int | str | None = None) -> tuple[fleets.FleetRun, list[DeviceOutcome]]:
     """Measure the selection on every named device in parallel; an outcome per device."""
     resolved, cells = pipeline.select(experiments, profile, overrides, rounds)
     preflight.check_runner_options(runner_options or {})
@@ -263,7 +263,7 @@ def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[
 def run_task(hosts: str, experiments: list[str], profile: str, overrides: dict[str, list], *,
              inventory: str | None, run_id: str | None, new: bool, force: bool,
              results_root: Path, console: Console, runner_options: dict[str, Any],
-             rounds: int | None = None) -> bool:
+             rounds: int | str | None = None) -> bool:
     """`invoke run --hosts`: the summary per device; False when any device did not finish."""
     names = pipeline.parse_list(hosts)
     if not names:
