@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent
 # Overridable so tests and shared machines can keep runs elsewhere.
 RESULTS = Path(os.environ.get("EDGEREPRO_RESULTS", ROOT / "results"))
 REPORTS = Path(os.environ.get("EDGEREPRO_REPORTS", ROOT / "reports"))
+# The exit status when the Docker engine stopped answering mid-run (restart it, run again).
+ENGINE_LOST = 3
 
 
 def user_errors(body):
@@ -23,11 +25,14 @@ def user_errors(body):
     @functools.wraps(body)
     def wrapper(*args, **kwargs):
         from toolkit.errors import UserError
+        from toolkit.runners.base import EngineLost
 
         try:
             return body(*args, **kwargs)
         except UserError as error:
             raise Exit(f"error: {error}", code=2) from None
+        except EngineLost as lost:
+            raise Exit(f"error: {lost}", code=ENGINE_LOST) from None
         except KeyboardInterrupt:
             raise Exit("interrupted: finished cells are saved; run the same command again to "
                        "resume", code=130) from None
@@ -141,7 +146,9 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
 
     Exit status: 0 when every cell ended ok, invalid or not run (each with its reason); 1 when
     cells failed (their logs are named; a re-run retries them); 2 for bad input, found before
-    any cell starts; 130 when interrupted (finished cells are kept).
+    any cell starts; 3 when the Docker engine stopped answering during the run (finished cells
+    are kept; start the engine and run the same command again); 130 when interrupted (finished
+    cells are kept).
     """
     from rich.console import Console
 

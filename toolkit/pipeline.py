@@ -17,7 +17,7 @@ from toolkit.experiments.cells import Cell
 from toolkit.experiments.expansion import expand
 from toolkit.options import number
 from toolkit.results import RunStore, latest_run, list_runs, new_run_id
-from toolkit.runners.base import parse_cpuset
+from toolkit.runners.base import EngineLost, parse_cpuset
 from toolkit.runners.host import REPO_ROOT, HostRunner
 from toolkit.scheduler import RunSummary, run_cells
 
@@ -180,8 +180,14 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
     console.print(f"run {store.run_id}: {len(cells)} cells{rounds_text}, profile {profile}, "
                   f"results in {store.path}")
     # Preparation (search, accuracy training, export) is not measured: it runs on the host.
-    summary = run_cells(cells, store, runner, results_root / "cache", force=force,
-                        console=console, prepare_with=HostRunner())
+    try:
+        summary = run_cells(cells, store, runner, results_root / "cache", force=force,
+                            console=console, prepare_with=HostRunner())
+    except EngineLost as lost:
+        done = len(store.finished_ids() & {cell.id for cell in cells})
+        raise EngineLost(f"{lost} during the run; {done} of {len(cells)} cells finished and "
+                         f"everything measured is kept in {store.path}; start the engine and "
+                         "run the same command again to resume") from None
     store.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     speeds = cell_rounds.speed_by_round(cell_rounds.timings(list(store.cell_results().values())))
     text, too_much = cell_rounds.drift_text(speeds)
