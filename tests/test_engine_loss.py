@@ -73,7 +73,9 @@ def _wait_for_a_running_cell_container(url: str, results: Path, running: subproc
     pytest.fail(f"no cell finished with the next one running (exit {running.poll()})")
 
 
-def test_a_run_whose_engine_stops_ends_in_one_line_and_resumes(engine, tmp_path):
+# dockerd crashes (SIGKILL: its containers live on), or is stopped (SIGTERM: systemctl stop).
+@pytest.mark.parametrize("end", ["kill", "stop"])
+def test_a_run_whose_engine_stops_ends_in_one_line_and_resumes(engine, tmp_path, end):
     results = tmp_path / "results"
     env = dict(os.environ, DOCKER_HOST=engine.url, EDGEREPRO_RESULTS=str(results))
     command = [sys.executable, "-m", "invoke", "run", "--experiment", str(TINY_SPEC),
@@ -82,7 +84,7 @@ def test_a_run_whose_engine_stops_ends_in_one_line_and_resumes(engine, tmp_path)
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for_a_running_cell_container(engine.url, results, running)
-        engine.kill()  # dockerd dies while a cell's container runs
+        getattr(engine, end)()  # while a cell's container runs
         stdout, stderr = running.communicate(timeout=300)
     finally:
         if running.poll() is None:
