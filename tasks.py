@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent
 # Overridable so tests and shared machines can keep runs elsewhere.
 RESULTS = Path(os.environ.get("EDGEREPRO_RESULTS", ROOT / "results"))
 REPORTS = Path(os.environ.get("EDGEREPRO_REPORTS", ROOT / "reports"))
+# The exit status when the Docker engine stopped answering mid-run (restart it, run again).
+ENGINE_LOST = 3
 
 
 def user_errors(body):
@@ -23,11 +25,14 @@ def user_errors(body):
     @functools.wraps(body)
     def wrapper(*args, **kwargs):
         from toolkit.errors import UserError
+        from toolkit.runners.base import EngineLost
 
         try:
             return body(*args, **kwargs)
         except UserError as error:
             raise Exit(f"error: {error}", code=2) from None
+        except EngineLost as lost:
+            raise Exit(f"error: {lost}", code=ENGINE_LOST) from None
         except KeyboardInterrupt:
             raise Exit("interrupted: finished cells are saved; run the same command again to "
                        "resume", code=130) from None
@@ -122,7 +127,8 @@ class _KeepsHelpFlag(Task):
     "new": "start a new run even if an unfinished one of the same selection exists",
     "rounds": "measure each cell this many times, each in a fresh process or container, the "
               "rounds of all cells interleaved; figures are medians with intervals (default: "
-              "the profile's, smoke 2, quick 3, paper 5; smoke training 1)",
+              "the profile's, smoke 2, quick 5, paper 5; smoke training 1; at most 100; a "
+              "verdict needs 5: docs/statistics.md)",
     "force": "re-measure cells that are already finished in this run",
     "cpuset": "pin each cell (its container, or its host process) to these CPUs (e.g. 0-1)",
     "memory": "docker runner: memory limit per cell's container (e.g. 2g); over it: OOM-killed",
@@ -136,12 +142,14 @@ class _KeepsHelpFlag(Task):
 @user_errors
 def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", run_id="",
         new=False, force=False, cpuset="", memory="", gpus=False, hosts="", inventory="",
-        data="", rounds=0):
+        data="", rounds=""):
     """Measure every cell of the chosen experiments, each in a fresh process; resumes.
 
     Exit status: 0 when every cell ended ok, invalid or not run (each with its reason); 1 when
     cells failed (their logs are named; a re-run retries them); 2 for bad input, found before
-    any cell starts; 130 when interrupted (finished cells are kept).
+    any cell starts; 3 when the Docker engine stopped answering during the run (finished cells
+    are kept; start the engine and run the same command again); 130 when interrupted (finished
+    cells are kept).
     """
     from rich.console import Console
 
@@ -166,7 +174,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
                 pipeline.grid_overrides(model, batch), inventory=inventory or None,
                 run_id=run_id or None, new=new, force=force, results_root=RESULTS,
                 console=console, runner_options={"cpuset": cpuset, "memory_limit": memory,
-                                                 "gpus": gpus}, rounds=int(rounds) or None):
+                                                 "gpus": gpus}, rounds=rounds):
             raise Exit("fleet run: not every device finished (see above); run the same "
                        "command again to resume", code=1)
         return
@@ -174,7 +182,7 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
         pipeline.parse_list(experiment), profile, pipeline.grid_overrides(model, batch),
         runner_name=runner, run_id=run_id or None, new=new, force=force, results_root=RESULTS,
         console=console, runner_options={"cpuset": cpuset or None, "memory_limit": memory or None,
-                                         "gpus": gpus}, rounds=int(rounds) or None)
+                                         "gpus": gpus}, rounds=rounds)
     console.print(f"run {store.run_id}: {summary.line()}", markup=False, highlight=False)
     for line in summary.grouped():
         console.print(f"  {line}", markup=False, highlight=False)
@@ -188,14 +196,15 @@ def run(c, experiment="", profile="smoke", model="", batch="", runner="auto", ru
 
 @task(help={"run_id": "the run to render (default: the latest)",
             "compare": "two run ids A,B: per-cell latency ratios B/A with a noise-aware verdict",
-            "threshold": "with --compare: the smallest ratio change that counts (default 0.10)"})
+            "threshold": "with --compare: the smallest ratio change that counts, a number >= 0 "
+                         "(default 0.10: 10 %)"})
 @user_errors
-def report(c, run_id="", compare="", threshold=0.10):
+def report(c, run_id="", compare="", threshold=""):
     """Render reports/<run-id>/report.md and report.html from a run's results."""
     from toolkit import pipeline
 
     if compare:
-        pipeline.compare(compare, float(threshold), RESULTS, REPORTS)
+        pipeline.compare(compare, threshold, RESULTS, REPORTS)
         return
     paths = pipeline.report(run_id or None, RESULTS, REPORTS)
     print(f"report: {paths['md']}\nreport: {paths['html']}")

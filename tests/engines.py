@@ -37,6 +37,7 @@ class SecondEngine:
                    "--bridge=none", "--iptables=false",
                    "--containerd-namespace", "edgerepro-second",
                    "--containerd-plugins-namespace", "edgerepro-second-plugins"]
+        self._forget_dead_containerd()
         log = (self.root / "dockerd.log").open("a")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
@@ -51,6 +52,18 @@ class SecondEngine:
                 time.sleep(0.5)
         tail = (self.root / "dockerd.log").read_text()[-2000:]
         raise RuntimeError(f"the second dockerd did not answer at {self.url}:\n{tail}")
+
+    def _forget_dead_containerd(self) -> None:
+        """A killed daemon leaves its containerd's pid file; dockerd takes any live pid there (a
+        zombie not yet reaped, a recycled pid) for its containerd and waits for it in vain."""
+        pidfile = self.root / "exec" / "containerd" / "containerd.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+            ours = str(self.root).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            pidfile.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """As a device dropping off the network: no chance to clean up."""

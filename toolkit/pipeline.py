@@ -15,8 +15,9 @@ from toolkit.errors import UserError
 from toolkit.experiments import spec as specs
 from toolkit.experiments.cells import Cell
 from toolkit.experiments.expansion import expand
+from toolkit.options import number
 from toolkit.results import RunStore, latest_run, list_runs, new_run_id
-from toolkit.runners.base import parse_cpuset
+from toolkit.runners.base import EngineLost, parse_cpuset
 from toolkit.runners.host import REPO_ROOT, HostRunner
 from toolkit.scheduler import RunSummary, run_cells
 
@@ -42,14 +43,14 @@ def grid_overrides(models: str | None, batch: str | None) -> dict[str, list]:
 
 
 def select(experiments: list[str], profile: str, overrides: dict[str, list],
-           rounds: int | None = None) -> tuple[list[specs.ResolvedExperiment], list[Cell]]:
+           rounds: int | str | None = None) -> tuple[list[specs.ResolvedExperiment], list[Cell]]:
     """Resolve the chosen experiments under a profile and expand them into cells; `rounds`
-    (--rounds) replaces the profiles' rounds per cell."""
-    if rounds is not None and rounds < 1:
-        raise UserError(f"--rounds takes a whole number >= 1, got {rounds}")
+    (--rounds, its text as given: '' or None when not) replaces the profiles' rounds per cell."""
+    rounds = number("--rounds", rounds, whole=True, minimum=specs.MIN_ROUNDS,
+                    maximum=specs.MAX_ROUNDS)
     names = experiments or list(specs.available_experiments())
     resolved = [specs.resolve(specs.find_spec(name), profile, overrides) for name in names]
-    if rounds:
+    if rounds is not None:
         resolved = [experiment.model_copy(update={"rounds": rounds}) for experiment in resolved]
     return resolved, [cell for experiment in resolved for cell in expand(experiment)]
 
@@ -160,7 +161,7 @@ def run_manifest(resolved: list[specs.ResolvedExperiment], cells: list[Cell],
 def run(experiments: list[str], profile: str, overrides: dict[str, list], *, runner_name: str,
         run_id: str | None, new: bool, force: bool, results_root: Path,
         console: Console, runner_options: dict[str, Any] | None = None,
-        rounds: int | None = None) -> tuple[RunStore, RunSummary]:
+        rounds: int | str | None = None) -> tuple[RunStore, RunSummary]:
     resolved, cells = select(experiments, profile, overrides, rounds)
     preflight.check_runner_options(runner_options or {})
     frameworks = sorted({cell.coords["framework"] for cell in cells if cell.kind != "peak"})
@@ -179,8 +180,14 @@ def run(experiments: list[str], profile: str, overrides: dict[str, list], *, run
     console.print(f"run {store.run_id}: {len(cells)} cells{rounds_text}, profile {profile}, "
                   f"results in {store.path}")
     # Preparation (search, accuracy training, export) is not measured: it runs on the host.
-    summary = run_cells(cells, store, runner, results_root / "cache", force=force,
-                        console=console, prepare_with=HostRunner())
+    try:
+        summary = run_cells(cells, store, runner, results_root / "cache", force=force,
+                            console=console, prepare_with=HostRunner())
+    except EngineLost as lost:
+        done = len(store.finished_ids() & {cell.id for cell in cells})
+        raise EngineLost(f"{lost} during the run; {done} of {len(cells)} cells finished and "
+                         f"everything measured is kept in {store.path}; start the engine and "
+                         "run the same command again to resume") from None
     store.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     speeds = cell_rounds.speed_by_round(cell_rounds.timings(list(store.cell_results().values())))
     text, too_much = cell_rounds.drift_text(speeds)
@@ -211,12 +218,22 @@ def report(run_id: str | None, results_root: Path, reports_root: Path) -> dict[s
         reports_root / fleet.fleet_id)
 
 
-def compare(runs: str, threshold: float, results_root: Path, reports_root: Path) -> Path:
-    """Compare two runs cell by cell; prints a table and writes compare.md."""
+def compare(runs: str, threshold: float | str | None, results_root: Path,
+            reports_root: Path) -> Path:
+    """Compare two runs cell by cell; prints a table and writes compare.md. `threshold`
+    (--threshold, its text as given: '' or None when not) defaults to DEFAULT_THRESHOLD."""
     from rich.table import Column, Table
 
-    from toolkit.report.compare import compare_runs, format_ms, format_ratio, write_markdown
+    from toolkit.report.compare import (
+        DEFAULT_THRESHOLD,
+        compare_runs,
+        format_ms,
+        format_ratio,
+        write_markdown,
+    )
 
+    threshold = number("--threshold", threshold, minimum=0)
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     ids = parse_list(runs.replace(" ", ","))
     if len(ids) != 2:
         raise UserError(f"--compare takes two run ids A,B, got '{runs}'")

@@ -26,14 +26,8 @@ from toolkit.device import models
 from toolkit.experiments import kinds
 from toolkit.experiments.cells import Cell
 from toolkit.results import RunStore, record_values
-from toolkit.runners.base import JobOutcome, Runner
+from toolkit.runners.base import EngineLost, JobOutcome, Runner
 from toolkit.runners.follow import LogFollower
-
-
-class EngineLost(Exception):
-    """The runner's engine stopped answering (a device went away): the run stops at once
-    instead of recording every remaining cell as failed; the cell that was running is not
-    recorded, so a re-run measures it."""
 
 
 @dataclass

@@ -37,6 +37,7 @@ class MeasureProtocol(Strict):
 # claim); five are the fewest whose interval reaches the 90 % a verdict needs (93.8 %,
 # toolkit/intervals.py), so quick and paper can give verdicts.
 DEFAULT_ROUNDS = {"smoke": 2, "quick": 5, "paper": 5}
+MIN_ROUNDS, MAX_ROUNDS = 1, 100  # a profile's rounds, and --rounds
 
 
 class Profile(Strict):
@@ -44,7 +45,7 @@ class Profile(Strict):
     number of rounds each cell is measured in."""
 
     measure: MeasureProtocol = MeasureProtocol()
-    rounds: int | None = Field(None, ge=1, le=100)
+    rounds: int | None = Field(None, ge=MIN_ROUNDS, le=MAX_ROUNDS)
     grid: dict[str, list] = {}
     settings: dict[str, object] = {}
 

@@ -31,10 +31,10 @@ from toolkit.images import matrix as matrices
 from toolkit.images.engine import engine_or_none
 from toolkit.images.matrix import Matrix
 from toolkit.images.naming import tag_for
-from toolkit.runners.base import JobOutcome
+from toolkit.runners.base import EngineLost, JobOutcome
 from toolkit.runners.docker_runner import DockerRunner
 from toolkit.runners.host import REPO_ROOT, HostRunner
-from toolkit.scheduler import EngineLost, RunProgress, run_cells
+from toolkit.scheduler import RunProgress, run_cells
 
 STATUSES = ("done", "failed", "unreachable", "interrupted")
 
@@ -55,8 +55,8 @@ class DeviceOutcome:
 
 class DeviceRunner:
     """A device's DockerRunner that knows which device it is (`host`, recorded with every cell)
-    and tells a failing cell from a device that went away: when a job fails and the engine no
-    longer answers, the device's run stops (EngineLost) rather than failing every later cell."""
+    and stops when the fleet run is interrupted. A device that went away ends its run through
+    the DockerRunner's EngineLost rather than failing every later cell."""
 
     def __init__(self, inner: DockerRunner, device: Device, host: dict[str, Any],
                  stop: threading.Event) -> None:
@@ -73,13 +73,7 @@ class DeviceRunner:
                 timeout: float) -> JobOutcome:
         if self.stop.is_set():
             raise EngineLost("interrupted")
-        try:
-            return self.inner.run_job(job, workdir, log_path, timeout)
-        except Exception as error:
-            if (isinstance(error, OSError) and error.errno == 28) or engines.answers(self.device):
-                raise
-            raise EngineLost(f"engine {self.device.engine} stopped answering "
-                             f"({type(error).__name__})") from error
+        return self.inner.run_job(job, workdir, log_path, timeout)
 
 
 class SharedPreparation:
@@ -174,7 +168,7 @@ def _measure(device: Device, ctx: FleetContext, say: Any) -> tuple[str, str]:
     inner = DockerRunner(client, _image_for(ctx.matrix, device.platform), ctx.results_root,
                          shares_filesystem=device.shared,
                          nvidia_runtime=ctx.matrix.platform(device.platform).nvidia_runtime,
-                         **options)
+                         engine=device.engine, **options)
     if inner.orphans_removed:
         say(f"removed {len(inner.orphans_removed)} cell container(s) left by an interrupted run")
     runner = DeviceRunner(inner, device, host, ctx.stop)
@@ -229,7 +223,7 @@ def _run_device(device: Device, ctx: FleetContext) -> DeviceOutcome:
 def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[str, list], *,
         inventory: str | None, run_id: str | None, new: bool, force: bool, results_root: Path,
         console: Console, runner_options: dict[str, Any] | None = None,
-        rounds: int | None = None) -> tuple[fleets.FleetRun, list[DeviceOutcome]]:
+        rounds: int | str | None = None) -> tuple[fleets.FleetRun, list[DeviceOutcome]]:
     """Measure the selection on every named device in parallel; an outcome per device."""
     resolved, cells = pipeline.select(experiments, profile, overrides, rounds)
     preflight.check_runner_options(runner_options or {})
@@ -263,7 +257,7 @@ def run(hosts: list[str], experiments: list[str], profile: str, overrides: dict[
 def run_task(hosts: str, experiments: list[str], profile: str, overrides: dict[str, list], *,
              inventory: str | None, run_id: str | None, new: bool, force: bool,
              results_root: Path, console: Console, runner_options: dict[str, Any],
-             rounds: int | None = None) -> bool:
+             rounds: int | str | None = None) -> bool:
     """`invoke run --hosts`: the summary per device; False when any device did not finish."""
     names = pipeline.parse_list(hosts)
     if not names:

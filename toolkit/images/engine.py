@@ -13,12 +13,16 @@ from toolkit.errors import UserError
 from toolkit.images.matrix import load
 
 
+def address() -> str:
+    """Where this machine's Docker client looks for its engine (as docker.from_env does)."""
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
 def connect(timeout: int = 10) -> Any:
     """A docker.DockerClient that answers, or a UserError saying what to do."""
     client = engine_or_none(timeout)
     if client is None:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise UserError(f"no Docker engine answers at {where}: start one (apt-get install "
+        raise UserError(f"no Docker engine answers at {address()}: start one (apt-get install "
                         "docker.io; dockerd --bridge=none --iptables=false &), `invoke doctor` "
                         "checks the rest")
     return client

@@ -22,6 +22,9 @@ from toolkit.experiments.cells import COORDINATES
 from toolkit.results import RunStore
 from toolkit.rounds import MEASURED
 
+# The smallest ratio change that counts unless --threshold says otherwise.
+DEFAULT_THRESHOLD = 0.10
+
 NO_CHANGE, SLOWER, FASTER = "no change", "slower", "faster"
 ROUNDS, SAMPLES = "rounds", "samples"  # the basis a row was judged on
 
@@ -124,7 +127,7 @@ def _from_samples(cell_id: str, label: str, qa: tuple[float, float, float] | Non
                           _verdict(ratio, threshold, iqr_a, iqr_b), iqr_a, iqr_b)
 
 
-def compare_runs(a: RunStore, b: RunStore, threshold: float = 0.10,
+def compare_runs(a: RunStore, b: RunStore, threshold: float = DEFAULT_THRESHOLD,
                  metric: str = "latency") -> list[CellComparison]:
     """Rows per cell, on rounds of f"{metric}_p50" where both runs have 2 or more measured
     rounds of the cell, else on the raw samples of `metric`."""

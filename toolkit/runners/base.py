@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+class EngineLost(Exception):
+    """The runner's engine stopped answering (dockerd ended, a device went away): the run stops
+    at once instead of recording every remaining cell as failed; the cell that was running is not
+    recorded, so a re-run measures it."""
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     """How a job's process ended, and what it wrote."""

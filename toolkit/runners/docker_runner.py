@@ -6,6 +6,9 @@ from the container's cgroup (recorded by the job itself, see toolkit/device/job.
 in-process peak RSS. A container killed by the OOM killer or the timeout is a failed result with
 its exit status and the tail of its log.
 
+An engine that stops answering during a job (dockerd ended, a device dropped off the network)
+is not a failed cell: the runner raises EngineLost, the run stops and a re-run measures the cell.
+
 An engine on another machine (a fleet device, see toolkit/fleet/) cannot bind-mount this
 machine's results directory: with shares_filesystem=False the job file, the artifacts it names and
 the data directory are copied into the created container through the Engine API (put_archive)
@@ -13,6 +16,7 @@ at the same paths, and the result file is copied back (get_archive) after it exi
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -20,19 +24,21 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
-from toolkit.images.engine import find_image
-from toolkit.runners.base import JobOutcome, data_directory, read_result, tail
+from toolkit.images.engine import address, find_image
+from toolkit.runners.base import EngineLost, JobOutcome, data_directory, read_result, tail
 
 RESULTS_MOUNT = "/results"
 DATA_MOUNT = "/data"
 # Every cell container carries its owner (host and pid of the run), so a run killed without a
 # chance to clean up leaves containers the next run on this host can recognise and remove.
 OWNER_LABEL = "org.edgerepro.owner"
+# Seconds an engine has to answer a ping after a call failed before it counts as gone.
+PING_TIMEOUT = 10
 
 
 def _owner() -> str:
@@ -71,7 +77,7 @@ def docker_client(base_url: str | None = None, timeout: int = 10):  # -> docker.
             else docker.from_env(timeout=timeout)
         client.ping()
     except DockerException as error:
-        where = base_url or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        where = base_url or address()
         raise UserError(f"no Docker engine answers at {where} ({type(error).__name__}); start "
                         "one (see README) or use --runner host") from None
     return client
@@ -85,8 +91,10 @@ class DockerRunner:
     def __init__(self, client: Any, image_for: Callable[[str], str], results_root: Path,
                  data_dir: Path | None = None, cpuset: str | None = None,
                  memory_limit: str | None = None, gpus: bool = False,
-                 nvidia_runtime: bool = False, shares_filesystem: bool = True) -> None:
+                 nvidia_runtime: bool = False, shares_filesystem: bool = True,
+                 engine: str | None = None) -> None:
         self.client = client
+        self.engine = engine or address()  # the engine's URL, for the user
         self.image_for = image_for
         self.results_root = results_root.resolve()
         self.results_root.mkdir(parents=True, exist_ok=True)
@@ -110,13 +118,34 @@ class DockerRunner:
                 "nvidia_runtime": self.nvidia_runtime,
                 "files": "bind mounts" if self.shares_filesystem else "Engine API archives"}
 
+    def answers(self) -> bool:
+        """Whether the engine answers a ping within PING_TIMEOUT (not the client's own timeout
+        of minutes: a device gone from the network must not hold the run that long)."""
+        api = self.client.api
+        try:
+            return api.get(f"{api.base_url}/_ping", timeout=PING_TIMEOUT).ok
+        except Exception:  # noqa: BLE001 - any failure to answer is the answer
+            return False
+
+    @contextlib.contextmanager
+    def _engine_calls(self) -> Iterator[None]:
+        """An error of a call to the engine: EngineLost when the engine no longer answers, else
+        (a failing cell, a full disk) the error itself."""
+        try:
+            yield
+        except Exception as error:
+            if (isinstance(error, OSError) and error.errno == 28) or self.answers():
+                raise
+            raise EngineLost(f"the Docker engine at {self.engine} stopped answering") from error
+
     def image_identity(self, framework: str) -> dict[str, Any]:
         """Tag, id and repo digest of a framework's image (recorded with every cell)."""
         try:
             tag = self.image_for(framework)
         except UserError:  # no image of this framework on this platform: the cell says why
             return {"image": "", "image_id": "", "image_digest": ""}
-        image = find_image(self.client, tag)
+        with self._engine_calls():
+            image = find_image(self.client, tag)
         if image is None:  # the cell itself is recorded as not run for this reason
             return {"image": tag, "image_id": "", "image_digest": ""}
         # A pushed image has a registry digest; a local build is identified by its content id.
@@ -157,6 +186,11 @@ class DockerRunner:
 
     def run_job(self, job: dict[str, Any], workdir: Path, log_path: Path,
                 timeout: float) -> JobOutcome:
+        with self._engine_calls():
+            return self._run_job(job, workdir, log_path, timeout)
+
+    def _run_job(self, job: dict[str, Any], workdir: Path, log_path: Path,
+                 timeout: float) -> JobOutcome:
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o777)  # the image's non-root user writes its result here
         job_path, result_path = workdir / "job.json", workdir / "result.json"

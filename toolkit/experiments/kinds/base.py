@@ -30,9 +30,10 @@ PositiveInts = list[Annotated[int, Field(ge=1)]]
 
 
 class Strict(BaseModel):
-    """A spec part: an unknown key or a value of the wrong type is an error naming it."""
+    """A spec part: an unknown key or a value of the wrong type (an infinite or NaN number
+    included) is an error naming it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Grid(Strict):
