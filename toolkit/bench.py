@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from toolkit import artifacts, bench_files
+from toolkit.bench_training import training_harness_overhead
 from toolkit.errors import UserError
 from toolkit.experiments import kinds
 from toolkit.experiments import spec as specs
@@ -327,6 +328,7 @@ def rounds_cost(workdir: Path) -> Figures:
 BENCHMARKS: dict[str, Callable[[Path], Figures]] = {
     "training_freeze": training_freeze_and_utilisation,
     "harness_overhead": harness_overhead,
+    "training_harness_overhead": training_harness_overhead,
     "image_sizes": image_sizes,
     "container_overhead": container_overhead,
     "neuralscale_search": neuralscale_search_cost,

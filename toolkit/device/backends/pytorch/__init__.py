@@ -8,6 +8,7 @@ class PyTorch(Backend):
     name = "pytorch"
     jobs = {
         "training": ".trainer:run",
+        "training_bare": ".bare:run",  # the reference of the training harness-overhead bench
         "peak": "toolkit.device.training.peak:run_torch",
         "export_onnx": ".prepare:export_onnx",
         "neuralscale_search": ".prepare:neuralscale_search",
