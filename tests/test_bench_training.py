@@ -1,11 +1,13 @@
 """The training benchmarks' set-up (not their timings): the harness-overhead bench compares the
 cell with a bare loop of the same settings, and the freeze bench measures the claims' profile."""
+import math
 import tomllib
 from pathlib import Path
 
 from toolkit import bench, bench_training
 from toolkit.device import job as device_job
 from toolkit.device import models
+from toolkit.results import record_values
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "reports" / "published"
 
@@ -50,3 +52,24 @@ def test_the_freeze_bench_measures_the_profile_the_cpu_claim_is_judged_on():
     claims = tomllib.loads((PUBLISHED / "meissl_retraining.toml").read_text())["claims"]
     cpu = next(c for c in claims if c["id"] == "meissl-freeze-plus-precision-speedup-cpu")
     assert cpu["min_profile"] == bench.TRAINING_BENCH_PROFILE
+
+
+def test_the_in_process_job_alternates_the_cells_path_and_the_bare_loop():
+    cell = bench_training.overhead_cell()
+    settings = dict(cell.settings, widths=models.scale_widths("vgg16", 0.125),
+                    data={"name": "synthetic", "n_train": 64, "n_test": 16})
+    job = bench_training.cell_job(cell, settings, {})
+    job["coords"] = dict(job["coords"], batch=4)
+    job = bench_training.in_process_job(job)
+    assert job["kind"] == "training_harness_overhead"
+    result = device_job.execute(job)
+    assert result["status"] == "ok", result["reason"]
+    values = record_values(result["records"])
+    rounds, steps = bench_training.OVERHEAD_ROUNDS, bench_training.OVERHEAD_BLOCK_STEPS
+    assert values["rounds"] == rounds
+    assert values["cell_n"] == values["bare_n"] == rounds * steps
+    assert values["cell_p50"] > 0 and values["bare_p50"] > 0
+    assert math.isfinite(values["overhead"]) and values["overhead"] > -1
+    used = result["settings"]
+    for key in ("optimizer", "lr", "threads", "freeze_split", "trainable_params", "widths"):
+        assert used["bare"][key] == used["cell"][key], key

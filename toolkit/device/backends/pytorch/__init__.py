@@ -8,7 +8,9 @@ class PyTorch(Backend):
     name = "pytorch"
     jobs = {
         "training": ".trainer:run",
-        "training_bare": ".bare:run",  # the reference of the training harness-overhead bench
+        # The training harness-overhead bench: the bare loop alone, and against the cell's path.
+        "training_bare": ".bare:run",
+        "training_harness_overhead": ".bare:harness_overhead",
         "peak": "toolkit.device.training.peak:run_torch",
         "export_onnx": ".prepare:export_onnx",
         "neuralscale_search": ".prepare:neuralscale_search",
