@@ -1,5 +1,6 @@
-"""PyTorch: training cells, the measured peak, and the preparation jobs (ONNX export, the
-NeuralScale search, accuracy training, ONNX Runtime Training's artifacts) that need torch."""
+"""PyTorch: training cells, the measured peak, the bare loop the training harness-overhead
+bench compares cells with, and the preparation jobs (ONNX export, the NeuralScale search,
+accuracy training, ONNX Runtime Training's artifacts) that need torch."""
 from toolkit.device.backends import Backend, register
 
 
