@@ -39,7 +39,6 @@ OVERHEAD_FREEZE = 10
 OVERHEAD_ROUNDS = 5  # alternating block pairs in one process (odd: the median is a round's)
 OVERHEAD_BLOCK_STEPS = 4  # timed steps per block, after one warm-up step
 OVERHEAD_PAIRS = 3  # cell and bare processes, order alternating
-OVERHEAD_WARMUP = 3  # steps per process; the quick protocol's warm-up count
 OVERHEAD_STEPS = 8  # timed steps per process (count only, no minimum duration)
 
 
@@ -52,10 +51,11 @@ def overhead_cell() -> Cell:
 
 
 def cell_job(cell: Cell, settings: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
-    """The cell's job with a count-only protocol: warm-up steps, then timed steps."""
+    """The cell's job with a count-only protocol: the profile's warm-up steps, then timed
+    steps."""
     job = cell.definition() | {"settings": settings, "artifacts": paths}
-    job["protocol"] = dict(job["protocol"], warmup_count=OVERHEAD_WARMUP, warmup_seconds=0.0,
-                           min_count=OVERHEAD_STEPS, min_seconds=0.0)
+    job["protocol"] = dict(job["protocol"], warmup_seconds=0.0, min_count=OVERHEAD_STEPS,
+                           min_seconds=0.0)
     return job
 
 
