@@ -68,8 +68,12 @@ def test_ratios_pair_rounds_of_one_pass_and_count_what_they_leave_out():
 
 def test_the_plain_ratio_is_the_run_figure_not_a_median_over_draws():
     # Per-cell medians 1 and 2: the run's figure is 0.5, whatever the rounds' pairing gives.
+    from toolkit.report.kinds.base import ratio_text
+
     numerator, denominator = [0.5, 1.0, 1.5], [3.0, 2.0, 1.0]
-    assert intervals.plain_ratio(numerator, denominator) == pytest.approx(0.5)
+    medians = {"n": {"latency_p50": (1.0, "s")}, "d": {"latency_p50": (2.0, "s")}}
+    rounds = {"n": {"latency_p50": numerator}, "d": {"latency_p50": denominator}}
+    assert ratio_text("n", "d", "latency_p50", medians, rounds).startswith("0.500 [")
     found = intervals.ratio_interval(numerator, denominator)
     assert (found.low, found.high) == pytest.approx((1 / 6, 1.5))
     assert not intervals.outside(0.5, found) and intervals.outside(2.0, found)

@@ -18,14 +18,14 @@ range is returned with its real, lower level: 2 rounds give 50 %, 3 give 75 %, 4
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 TARGET = 0.95  # the level an interval aims for; fewer rounds give less, and say so
 VERDICT_LEVEL = 0.90  # a claim is judged only from an interval at least this sure
 
 Keyed = Mapping[str, float]  # a cell's value per round, keyed by the round's pass
+T, R = TypeVar("T"), TypeVar("R")
 
 
 class Interval(NamedTuple):
@@ -104,12 +104,11 @@ def median_interval(values: Keyed | Sequence[float]) -> Interval | None:
     return order_interval(list(keyed(values).values()))
 
 
-def per_round(cells: Sequence[Keyed | Sequence[float]],
-              statistic: Callable[[list[float]], float | None],
-              ) -> tuple[list[float], int, int]:
+def per_round(series: Sequence[Mapping[str, T]], statistic: Callable[[list[T]], R | None],
+              ) -> tuple[list[R], int, int]:
     """(the statistic in each pass every cell was measured in, passes whose statistic was
-    undefined, rounds left unpaired): `statistic` gets the cells' values of one pass."""
-    series = [keyed(c) for c in cells]
+    undefined, rounds left unpaired): `series` holds each cell's rounds keyed by pass,
+    `statistic` gets the cells' rounds of one pass."""
     if not series:
         return [], 0, 0
     shared = set(series[0]).intersection(*series[1:])
@@ -128,22 +127,13 @@ def ratio_interval(numerator: Keyed | Sequence[float], denominator: Keyed | Sequ
                    ) -> Interval | None:
     """Interval of numerator ÷ denominator from the per-pass ratios (None with fewer than two
     paired passes)."""
-    figures, dropped, unpaired = per_round([numerator, denominator],
+    figures, dropped, unpaired = per_round([keyed(numerator), keyed(denominator)],
                                            lambda pair: safe_ratio(pair[0], pair[1]))
     return order_interval(figures, dropped, unpaired)
 
 
 def safe_ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
-
-
-def plain_ratio(numerator: Keyed | Sequence[float], denominator: Keyed | Sequence[float],
-                ) -> float | None:
-    """The run's figure: the ratio of the two cells' medians over their rounds."""
-    a, b = keyed(numerator), keyed(denominator)
-    if not a or not b:
-        return None
-    return safe_ratio(statistics.median(a.values()), statistics.median(b.values()))
 
 
 def outside(value: float, interval: Interval | None) -> bool:

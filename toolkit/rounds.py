@@ -9,7 +9,6 @@ how far the machine's speed moved from one round to the next.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Mapping
 from typing import Any
@@ -90,11 +89,11 @@ def round_key(summary: dict[str, Any]) -> str:
 
 
 def keyed_values(payload: dict[str, Any], metric: str) -> dict[str, float]:
-    """A metric's value in each measured round, keyed by round_key (intervals.py pairs cells
-    on it)."""
+    """A metric's value in each measured round, in round order, keyed by round_key
+    (intervals.py pairs cells on it); the combined value where the cell has no rounds."""
     if "rounds" not in payload:
-        return {f"round {index}": value
-                for index, value in enumerate(round_values(payload, metric))}
+        found = [float(v) for m, v, _ in payload.get("records", []) if m == metric]
+        return {"round 0": found[0]} if found else {}
     return {round_key(r): r["values"][metric] for r in payload["rounds"]
             if r["status"] in MEASURED and metric in r["values"]}
 
@@ -139,24 +138,13 @@ def is_finished(payload: dict[str, Any], planned: int | None = None) -> bool:
 def round_values(payload: dict[str, Any], metric: str) -> list[float]:
     """A metric's value in each measured round, in round order (the combined value where the
     cell has no rounds)."""
-    if "rounds" not in payload:
-        found = [float(v) for m, v, _ in payload.get("records", []) if m == metric]
-        return found[:1]
-    return [r["values"][metric] for r in payload["rounds"]
-            if r["status"] in MEASURED and metric in r["values"]]
+    return list(keyed_values(payload, metric).values())
 
 
 def in_round_order(values: Mapping[str, float] | list[float]) -> list[float]:
-    """A cell's per-round values in round order: values keyed by round_key end in their
-    round's number ("<sweep>/3", "round 2")."""
-    if not isinstance(values, Mapping):
-        return list(values)
-    return [values[key] for key in sorted(values, key=_round_number)]
-
-
-def _round_number(key: str) -> tuple[int, str]:
-    found = re.search(r"(\d+)$", key)
-    return (int(found.group(1)) if found else 0, key)
+    """A cell's per-round values as a list: values keyed by pass are kept in round order
+    (keyed_values and render.load_rounds insert them so)."""
+    return list(values.values()) if isinstance(values, Mapping) else list(values)
 
 
 def speed_by_round(cells: list[dict[str, Any]]) -> list[float]:

@@ -13,10 +13,9 @@ from typing import Any
 
 from toolkit.fleet.inventory import Device
 from toolkit.images import naming
-from toolkit.images.engine import find_image
+from toolkit.images.engine import PING_TIMEOUT, find_image
 from toolkit.images.matrix import ARCHES, Matrix
 
-PING_TIMEOUT = 10  # seconds an engine has to answer before the device counts as unreachable
 CALL_TIMEOUT = 600  # loading a large image or removing a container on a busy board takes time
 LOAD_TIMEOUT = 3600  # the longest silence allowed while a device loads a transferred image
 Say = Callable[[str], None]

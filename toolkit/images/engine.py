@@ -28,6 +28,11 @@ def connect(timeout: int = 10) -> Any:
     return client
 
 
+# Seconds an engine has to answer a ping before it counts as gone (a runner's engine mid-run,
+# a fleet device), not a client's minutes-long call timeout.
+PING_TIMEOUT = 10
+
+
 def engine_or_none(timeout: int = 10) -> Any:
     """A client when an engine answers within `timeout`; its calls then wait up to 10 min
     (committing a 1 GB layer or removing a container on a busy machine takes a while)."""

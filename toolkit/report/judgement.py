@@ -99,25 +99,23 @@ def _per_round(used: list[dict[str, Any]],
     """(the claim's figure in each pass every row it used was measured in, passes whose
     figure was undefined, rounds of those rows left unpaired, the most rounds of a row)."""
     unique = list({id(r): r for r in used}.values())
-    keyed = [{metric: intervals.keyed(values) for metric, values in (r.get(ROUNDS) or {}).items()}
-             for r in unique]
-    passes = [set().union(*(set(v) for v in by_metric.values())) if by_metric else set()
-              for by_metric in keyed]
-    rounds = max((len(p) for p in passes), default=1) or 1
-    if not unique or not all(passes):
+    by_pass = [_by_pass(r) for r in unique]
+    rounds = max((len(p) for p in by_pass), default=1) or 1
+    if not unique or not all(by_pass):
         return [], 0, 0, rounds
-    shared = set.intersection(*passes)
-    unpaired = sum(len(p - shared) for p in passes)
-    figures, dropped = [], 0
-    for key in sorted(shared):
-        drawn = [r | {metric: values[key] for metric, values in by_metric.items() if key in values}
-                 for r, by_metric in zip(unique, keyed, strict=True)]
-        value = observe(drawn)
-        if value is None:
-            dropped += 1
-        else:
-            figures.append(value)
+    figures, dropped, unpaired = intervals.per_round(
+        by_pass, lambda drawn: observe([r | metrics for r, metrics in
+                                        zip(unique, drawn, strict=True)]))
     return figures, dropped, unpaired, rounds
+
+
+def _by_pass(row: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A row's per-round figures as pass -> metric -> value."""
+    out: dict[str, dict[str, float]] = {}
+    for metric, values in (row.get(ROUNDS) or {}).items():
+        for key, value in intervals.keyed(values).items():
+            out.setdefault(key, {})[metric] = value
+    return out
 
 
 def _straddles(claim: Any, low: float, high: float) -> bool:

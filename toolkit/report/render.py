@@ -163,8 +163,8 @@ def load_rounds(path: Path) -> CellRounds:
     table = pl.read_parquet(path).filter(pl.col("status").is_in(cell_rounds.MEASURED))
     if "pass" not in table.columns:  # written before passes were recorded: pair by index
         table = table.with_columns(pl.format("round {}", pl.col("round")).alias("pass"))
-    by_round: dict[str, dict[str, dict[str, float]]] = {}
-    for cell_id, key, metric, value in table.select(
+    by_round: dict[str, dict[str, dict[str, float]]] = {}  # in round order (rounds.py)
+    for cell_id, key, metric, value in table.sort("round").select(
             "cell_id", "pass", "metric", "value").iter_rows():
         by_round.setdefault(cell_id, {}).setdefault(key, {})[metric] = value
     out: CellRounds = {}

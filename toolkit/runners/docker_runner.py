@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
-from toolkit.images.engine import address, find_image
+from toolkit.images.engine import PING_TIMEOUT, address, find_image
 from toolkit.runners.base import EngineLost, JobOutcome, data_directory, read_result, tail
 
 RESULTS_MOUNT = "/results"
@@ -37,8 +37,6 @@ DATA_MOUNT = "/data"
 # Every cell container carries its owner (host and pid of the run), so a run killed without a
 # chance to clean up leaves containers the next run on this host can recognise and remove.
 OWNER_LABEL = "org.edgerepro.owner"
-# Seconds an engine has to answer a ping after a call failed before it counts as gone.
-PING_TIMEOUT = 10
 
 
 def _owner() -> str:
